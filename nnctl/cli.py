@@ -1,0 +1,242 @@
+"""The `nnctl` command: parse arguments, call the library, render results, map errors to exit codes.
+
+Exit codes (SPEC §2): 0 success; 1 the work failed (gradient check, divergence); 2 usage,
+config or data error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from nnctl import __version__
+from nnctl.errors import DivergenceError, NnctlError
+
+app = typer.Typer(
+    name="nnctl",
+    help="Train small neural networks written in NumPy from YAML configs.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"nnctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+) -> None:
+    """Train, evaluate and inspect NumPy neural networks. Add --debug to any command for tracebacks."""
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set training.epochs=5.")] = [],  # noqa: B006
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: OUTPUT/NAME).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Train a network and write its run directory."""
+    from nnctl.config import load_config
+    from nnctl.experiment import train as train_run
+    from nnctl.render import TrainingDisplay, training_summary
+
+    cfg = load_config(config, set_)
+    with TrainingDisplay(out, quiet) as display:
+        try:
+            result = train_run(cfg, out=out_dir, force=force, resume=resume, callback=display, handle_sigint=True)
+        finally:
+            display.close()
+    if result.status == "interrupted":
+        err.print(
+            f"interrupted after epoch {result.state.epoch}, batch {result.state.batch}; checkpoint saved in {result.path}\n"
+            f"resume with: nnctl train {config} --resume {result.path}"
+            + "".join(f" --set {s}" for s in set_)
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not quiet:
+        out.print(training_summary(result))
+
+
+@app.command("eval")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    csv: Annotated[Path, typer.Argument(help="Labelled CSV to evaluate on.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Loss and metrics of a trained model on a held-out CSV."""
+    from nnctl.data import read_csv
+    from nnctl.render import evaluation_tables
+    from nnctl.run import load_run
+
+    model = load_run(run)
+    result = model.evaluate(read_csv(csv, "CSV"), str(csv))
+    if as_json:
+        _print_json(result)
+        return
+    for table in evaluation_tables(result, f"{run} on {csv}"):
+        out.print(table)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    csv: Annotated[Path, typer.Argument(help="CSV with the model's feature columns.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to this CSV (default: stdout).")] = None,
+) -> None:
+    """Predictions for every row of a CSV."""
+    from nnctl.data import read_csv
+    from nnctl.run import atomic_write, load_run
+
+    model = load_run(run)
+    frame = read_csv(csv, "CSV")
+    predictions = model.predict(frame, str(csv))
+    text = frame.join(predictions, rsuffix="_predicted").to_csv(index=False, float_format="%.17g")
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write(output, text.encode())
+        err.print(f"wrote {len(frame)} predictions to {output}")
+
+
+@app.command()
+def gradcheck(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config (default: every built-in module).")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows of training data to check on.")] = 8,
+    eps: Annotated[float, typer.Option("--eps", min=1e-12, help="Finite-difference step.")] = 1e-6,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Analytic gradients against central finite differences, in float64."""
+    from nnctl import gradcheck as gc
+    from nnctl.render import gradcheck_table
+
+    if config is None:
+        checks = gc.check_builtin(rows, eps)
+    else:
+        from nnctl.config import load_config
+
+        checks = gc.check_config(load_config(config, set_), rows, eps)
+    passed = all(c.passed for c in checks)
+    if as_json:
+        _print_json({"passed": passed, "checks": [c.to_dict() for c in checks]})
+    else:
+        out.print(gradcheck_table(checks))
+        failed = sum(not c.passed for c in checks)
+        out.print(f"[green]all {len(checks)} checks passed[/]" if passed else f"[bold red]{failed} of {len(checks)} checks failed[/]")
+    if not passed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def summary(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
+    from nnctl.config import load_config
+    from nnctl.experiment import prepare
+    from nnctl.render import summary_table
+
+    prepared = prepare(load_config(config, set_))
+    network, n_features = prepared.network, len(prepared.encoding.features)
+    rows = network.layer_table(n_features)
+    chain = network.jacobian_chain(n_features)
+    if as_json:
+        _print_json(
+            {
+                "name": prepared.config.name,
+                "n_features": n_features,
+                "n_outputs": prepared.encoding.n_outputs,
+                "layers": rows,
+                "total_parameters": sum(r["parameters"] for r in rows),
+                "objective": network.objective.name,
+                "jacobian_chain": chain,
+                "train_rows": len(prepared.train),
+                "validation_rows": len(prepared.validation) if prepared.validation is not None else 0,
+            }
+        )
+        return
+    out.print(summary_table(rows, n_features))
+    out.print(
+        "[bold]backprop chain (one row):[/] "
+        + " · ".join(f"∂{f['of']}/∂{f['by']} ∈ R^{{{f['shape'][0]}×{f['shape'][1]}}}" for f in chain)
+    )
+    validation = len(prepared.validation) if prepared.validation is not None else 0
+    out.print(f"data: {len(prepared.train)} training rows, {validation} validation rows, {n_features} features")
+
+
+@app.command()
+def plot(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file (default: RUN/learning_curves.png).")] = None,
+) -> None:
+    """Learning curves of a run as a PNG."""
+    from nnctl.plot import plot_history
+
+    path = plot_history(run, output)
+    out.print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns every outcome into one exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args, prog_name="nnctl", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show(file=sys.stderr)
+        code = EXIT_USAGE
+    except click.exceptions.Abort:
+        err.print("interrupted")
+        code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = EXIT_INTERRUPTED
+    except DivergenceError as exc:
+        err.print(f"error: {exc}", markup=False)
+        err.print("the last good model (end of the previous epoch) was kept in the run directory", markup=False)
+        code = exc.exit_code
+    except NnctlError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {exc}", markup=False)
+        code = exc.exit_code
+    except click.exceptions.ClickException as exc:
+        exc.show(file=sys.stderr)
+        code = exc.exit_code
+    except Exception as exc:  # an nnctl bug, not the user's mistake
+        if debug:
+            traceback.print_exc()
+        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
+        err.print("this is a bug in nnctl; run again with --debug to see the traceback", markup=False)
+        code = EXIT_FAILED
+    code = code if isinstance(code, int) else 0
+    if argv is None:
+        sys.exit(code)
+    return code

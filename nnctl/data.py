@@ -1,0 +1,242 @@
+"""CSV data with pandas: feature matrices, target encoding (SPEC §3) and the validation split.
+
+Every problem is a DataError naming the file, the column and the first offending row
+(rows are counted from 1 after the header; the file line is row + 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nnctl.errors import DataError
+
+
+@dataclass
+class Encoding:
+    """How raw columns become arrays: saved with a model so eval and predict apply it again."""
+
+    features: list[str]
+    targets: list[str]
+    objective: str
+    classes: list[Any] = field(default_factory=list)  # cross_entropy, or one-column log_loss
+
+    @property
+    def task(self) -> str:
+        return "regression" if self.objective == "squared_error" else "classification"
+
+    @property
+    def n_outputs(self) -> int:
+        if self.objective == "cross_entropy":
+            return len(self.classes)
+        return len(self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "targets": self.targets, "objective": self.objective, "classes": self.classes}
+
+
+@dataclass
+class Dataset:
+    """Arrays ready for a network: X (N, D), Y (N, K) in the model's encoding."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def subset(self, index: np.ndarray, source: str) -> Dataset:
+        return Dataset(self.X[index], self.Y[index], source)
+
+
+def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
+    """Read a CSV; a missing, empty or header-only file is a DataError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what}: file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{what}: {path} is a directory, expected a CSV file")
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{what}: {path} is not a valid CSV: {str(exc).strip()}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{what}: {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(frame) == 0:
+        raise DataError(f"{what}: {path} has a header but no rows")
+    duplicated = [c for c in frame.columns if isinstance(c, str) and "." in c and c.rsplit(".", 1)[0] in frame.columns]
+    if duplicated:
+        raise DataError(f"{what}: {path} has a repeated column name: {duplicated[0].rsplit('.', 1)[0]!r}")
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], path: str, key: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns[:20])) + (" ..." if len(frame.columns) > 20 else "")
+        raise DataError(f"{key}: column(s) {', '.join(map(repr, missing))} not found in {path}; it has: {have}")
+
+
+def feature_matrix(frame: pd.DataFrame, features: list[str], path: str, dtype: Any = np.float64) -> np.ndarray:
+    """The feature columns as a (N, D) array; a missing or non-numeric value names column and row."""
+    _require_columns(frame, features, path, "data.features")
+    sub = frame[features]
+    for column in features:
+        values = sub[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = numeric.isna() & values.notna()
+            if bad.any():
+                row = int(np.argmax(bad.to_numpy()))
+                raise DataError(
+                    f"{path}: column {column!r}, row {row + 1} (line {row + 2}): "
+                    f"expected a number, got {values.iloc[row]!r}"
+                )
+    if not all(pd.api.types.is_numeric_dtype(sub[c]) for c in features):
+        sub = sub.apply(pd.to_numeric, errors="coerce")  # only blanks remain non-numeric here
+    X = sub.to_numpy(dtype=dtype, na_value=np.nan)
+    finite = np.isfinite(X)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        value = X[row, col]
+        what = "a missing value" if np.isnan(value) else f"{value!r}"
+        raise DataError(
+            f"{path}: column {features[col]!r}, row {row + 1} (line {row + 2}): expected a number, got {what}"
+        )
+    return X
+
+
+def infer_encoding(frame: pd.DataFrame, path: str, targets: list[str], features: list[str] | None, objective: str) -> Encoding:
+    """Decide feature columns and classes from the training file (SPEC §3's target rules)."""
+    _require_columns(frame, targets, path, "data.target")
+    if features is None:
+        features = [str(c) for c in frame.columns if c not in targets]
+        if not features:
+            raise DataError(f"data.features: {path} has no columns besides the target(s) {targets}")
+    encoding = Encoding(features=list(features), targets=list(targets), objective=objective)
+    if objective == "cross_entropy":
+        if len(targets) != 1:
+            raise DataError(
+                f"data.target: cross_entropy takes one column of class labels, got {len(targets)} columns {targets}"
+            )
+        column = _labels(frame, targets[0], path)
+        encoding.classes = _sorted_classes(column.unique())
+        if len(encoding.classes) < 2:
+            raise DataError(f"{path}: column {targets[0]!r} has only one class ({encoding.classes[0]!r}); need at least 2")
+    elif objective == "log_loss":
+        if len(targets) == 1:
+            column = _labels(frame, targets[0], path)
+            classes = _sorted_classes(column.unique())
+            if set(classes) <= {0, 1} and all(not isinstance(c, str) for c in classes):
+                classes = [0, 1]
+            if len(classes) != 2:
+                shown = ", ".join(map(repr, classes[:10])) + (" ..." if len(classes) > 10 else "")
+                raise DataError(
+                    f"data.target: log_loss needs two classes in column {targets[0]!r}, found {len(classes)} "
+                    f"({shown}); for more classes use cross_entropy with a softmax output"
+                )
+            encoding.classes = classes
+        else:
+            for column in targets:
+                _check_binary(frame[column], column, path)
+    else:
+        for column in targets:
+            feature_matrix(frame, [column], path)  # numeric, finite
+    return encoding
+
+
+def _labels(frame: pd.DataFrame, column: str, path: str) -> pd.Series:
+    values = frame[column]
+    missing = values.isna().to_numpy()
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise DataError(f"{path}: column {column!r}, row {row + 1} (line {row + 2}): missing class label")
+    return values
+
+
+def _sorted_classes(values: Any) -> list[Any]:
+    """Classes in sorted order as plain JSON-able Python values (ints stay ints, else strings)."""
+    items = [v.item() if hasattr(v, "item") else v for v in values]
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+        return sorted(int(v) for v in items)
+    if all(isinstance(v, float) and float(v).is_integer() for v in items):
+        return sorted(int(v) for v in items)
+    return sorted(str(v) for v in items)
+
+
+def _check_binary(values: pd.Series, column: str, path: str) -> None:
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = ~numeric.isin([0, 1]).to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(
+            f"{path}: column {column!r}, row {row + 1} (line {row + 2}): log_loss over several columns "
+            f"expects 0 or 1, got {values.iloc[row]!r}"
+        )
+
+
+def encode_targets(frame: pd.DataFrame, encoding: Encoding, path: str, dtype: Any = np.float64) -> np.ndarray:
+    """Y (N, K): one-hot classes, 0/1 for binary log_loss, numeric columns for squared_error."""
+    _require_columns(frame, encoding.targets, path, "data.target")
+    if encoding.classes:
+        column = encoding.targets[0]
+        labels = _labels(frame, column, path)
+        classes = encoding.classes
+        as_text = isinstance(classes[0], str)
+        values = labels.astype(str) if as_text else pd.to_numeric(labels, errors="coerce")
+        index = pd.Index(classes).get_indexer(values)
+        unknown = index < 0
+        if unknown.any():
+            row = int(np.argmax(unknown))
+            raise DataError(
+                f"{path}: column {column!r}, row {row + 1} (line {row + 2}): label {labels.iloc[row]!r} "
+                f"is not one of the model's classes {classes}"
+            )
+        if encoding.objective == "log_loss":
+            return index.astype(dtype).reshape(-1, 1)
+        Y = np.zeros((len(frame), len(classes)), dtype=dtype)
+        Y[np.arange(len(frame)), index] = 1
+        return Y
+    if encoding.objective == "log_loss":
+        for column in encoding.targets:
+            _check_binary(frame[column], column, path)
+    return feature_matrix(frame, encoding.targets, path, dtype)
+
+
+def load_dataset(path: str | Path, encoding: Encoding, dtype: Any = np.float64, frame: pd.DataFrame | None = None) -> Dataset:
+    """Read a CSV (or use an already-read frame) and encode it as the model expects."""
+    frame = read_csv(path) if frame is None else frame
+    source = str(path)
+    X = feature_matrix(frame, encoding.features, source, dtype)
+    Y = encode_targets(frame, encoding, source, dtype)
+    return Dataset(X, Y, source)
+
+
+def split(dataset: Dataset, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[Dataset, Dataset]:
+    """Hold out `fraction` of the rows, per class when `stratify` (at least one row each side)."""
+    n = len(dataset)
+    order = rng.permutation(n)
+    if stratify:
+        labels = dataset.Y.argmax(axis=1) if dataset.Y.shape[1] > 1 else dataset.Y[:, 0]
+        held = []
+        for label in np.unique(labels):
+            members = order[labels[order] == label]
+            take = int(round(fraction * len(members)))
+            held.append(members[: min(max(take, 1 if len(members) > 1 else 0), len(members) - 1)])
+        held_out = np.sort(np.concatenate(held))
+    else:
+        take = min(max(int(round(fraction * n)), 1), n - 1)
+        held_out = np.sort(order[:take])
+    if len(held_out) == 0 or len(held_out) == n:
+        raise DataError(f"data.validation_split: {dataset.source} has {n} rows, too few to split off {fraction}")
+    keep = np.setdiff1d(np.arange(n), held_out, assume_unique=True)
+    return dataset.subset(keep, dataset.source), dataset.subset(held_out, f"{dataset.source} (validation split)")

@@ -1,0 +1,283 @@
+"""The modules of a network: batch-first NumPy layers with forward / gradient / backward.
+
+Every module follows one contract (SPEC §1):
+
+- ``forward(x)`` takes ``(N, D)`` and returns ``(N, K)``, caching what backward needs;
+- ``gradient()`` returns the Jacobian of the last forward as the slides define it
+  (a teaching and testing aid, never used while training);
+- ``backward(δ)`` returns ``δ · gradient()`` computed efficiently and fills ``grads``.
+
+``params`` and ``grads`` are parallel dicts of arrays; ``grads`` arrays are written
+in place so an optimiser can hold on to them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnctl.errors import ConfigError
+
+EPSILON = 1e-7
+INITS = ("xavier", "he", "normal", "uniform")
+DEFAULT_SCALE = {"normal": 0.01, "uniform": 1e-4}  # the course initialises uniformly in ±1e-4
+
+
+class Module:
+    """Base class: a parameter-free identity. Subclasses override what differs."""
+
+    name: ClassVar[str] = "module"
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.out_features: int | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def gradient(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The options that rebuild this module (saved in model.json)."""
+        return {}
+
+    def jacobian_shape(self, width_in: int) -> tuple[int, int]:
+        """Shape of ∂out/∂in for one row, for `nnctl summary`'s chain."""
+        return (width_in, width_in)
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({options})"
+
+
+class Input(Module):
+    """z-score normalisation with statistics fitted on training data (μ = 0, σ = 1 until fitted)."""
+
+    name = "input"
+
+    def __init__(self, n_features: int, normalize: str = "zscore", dtype: Any = np.float64) -> None:
+        super().__init__()
+        if normalize not in ("zscore", "none"):
+            raise ConfigError(f"input.normalize: expected 'zscore' or 'none', got {normalize!r}")
+        self.normalize = normalize
+        self.out_features = n_features
+        # Not parameters: the optimiser never sees them; saved with the model all the same.
+        self.state = {
+            "mean": np.zeros((1, n_features), dtype=dtype),
+            "std": np.ones((1, n_features), dtype=dtype),
+        }
+
+    def fit(self, x: np.ndarray) -> None:
+        """Fit μ and σ on training rows (σ of 0 → 1, so constant columns pass through centred)."""
+        if self.normalize == "none":
+            return
+        x64 = np.asarray(x, dtype=np.float64)
+        std = x64.std(axis=0, keepdims=True)
+        std[std == 0] = 1.0
+        self.state["mean"][...] = x64.mean(axis=0, keepdims=True)
+        self.state["std"][...] = std
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._n = x.shape[0]
+        return (x - self.state["mean"]) / self.state["std"]
+
+    def gradient(self) -> np.ndarray:
+        return np.broadcast_to(1.0 / self.state["std"], (self._n, self.out_features)).copy()
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return delta / self.state["std"]
+
+    def config(self) -> dict[str, Any]:
+        return {"normalize": self.normalize}
+
+
+class FullyConnected(Module):
+    """H = X W + b with W (D, K) and b (1, K)."""
+
+    name = "fully_connected"
+
+    def __init__(
+        self,
+        in_features: int,
+        units: int,
+        init: str = "xavier",
+        scale: float | None = None,
+        rng: np.random.Generator | None = None,
+        dtype: Any = np.float64,
+    ) -> None:
+        super().__init__()
+        if not isinstance(units, int) or units < 1:
+            raise ConfigError(f"fully_connected.units: expected a positive integer, got {units!r}")
+        if init not in INITS:
+            raise ConfigError(f"fully_connected.init: expected one of {', '.join(INITS)}, got {init!r}")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.in_features, self.out_features = in_features, units
+        self.init, self.scale = init, scale
+        D, K = in_features, units
+        # Draw in float64 whatever the dtype, so float32 and float64 runs start from the same weights.
+        if init == "xavier":  # Glorot uniform
+            limit = math.sqrt(6.0 / (D + K))
+            W = rng.uniform(-limit, limit, size=(D, K))
+        elif init == "he":
+            W = rng.normal(0.0, math.sqrt(2.0 / D), size=(D, K))
+        elif init == "normal":
+            W = rng.normal(0.0, scale if scale is not None else DEFAULT_SCALE["normal"], size=(D, K))
+        else:
+            limit = scale if scale is not None else DEFAULT_SCALE["uniform"]
+            W = rng.uniform(-limit, limit, size=(D, K))
+        self.params = {"W": W.astype(dtype), "b": np.zeros((1, K), dtype=dtype)}
+        self.grads = {"W": np.zeros((D, K), dtype=dtype), "b": np.zeros((1, K), dtype=dtype)}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        h = x @ self.params["W"]  # (N, K)
+        h += self.params["b"]
+        return h
+
+    def gradient(self) -> np.ndarray:
+        return self.params["W"].T.copy()  # (K, D): ∂h/∂x for every row
+
+    def backward(self, delta: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """∂J/∂W = Xᵀδ / N and ∂J/∂b = mean(δ), written in place; returns δ Wᵀ."""
+        n = delta.shape[0]
+        gW, gb = self.grads["W"], self.grads["b"]
+        np.matmul(self._x.T, delta, out=gW)
+        gW /= n
+        np.mean(delta, axis=0, keepdims=True, out=gb)
+        return delta @ self.params["W"].T if need_input_grad else None
+
+    def config(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"units": self.out_features, "init": self.init}
+        if self.scale is not None:
+            options["scale"] = self.scale
+        return options
+
+    def jacobian_shape(self, width_in: int) -> tuple[int, int]:
+        return (self.out_features, width_in)
+
+
+class Activation(Module):
+    """An element-wise, parameter-free module: its Jacobian is diagonal, stored as (N, K)."""
+
+    def __init__(self, epsilon: float = EPSILON) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._z = x
+        self._g = self.activate(x)
+        return self._g
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return delta * self.gradient()
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Linear(Activation):
+    """g(z) = z."""
+
+    name = "linear"
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        return z
+
+    def gradient(self) -> np.ndarray:
+        return np.ones_like(self._z)
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return delta
+
+
+class ReLU(Activation):
+    """g(z) = max(0, z); derivative 1 where z ≥ 0 (the course's convention at 0)."""
+
+    name = "relu"
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        return np.maximum(z, 0)
+
+    def gradient(self) -> np.ndarray:
+        return (self._z >= 0).astype(self._z.dtype)
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return delta * (self._z >= 0)
+
+
+class Logistic(Activation):
+    """g(z) = 1 / (1 + e^{−z}); derivative g(1 − g) + ε."""
+
+    name = "logistic"
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        # 1/(1+e^{-z}) = exp(−log(1 + e^{−z})): logaddexp never overflows, so |z| up to 1e4 is quiet.
+        return np.exp(-np.logaddexp(0, -z))
+
+    def gradient(self) -> np.ndarray:
+        g = self._g
+        return g * (1 - g) + self.epsilon
+
+
+class Tanh(Activation):
+    """g(z) = tanh(z); derivative 1 − g² + ε."""
+
+    name = "tanh"
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        return np.tanh(z)
+
+    def gradient(self) -> np.ndarray:
+        g = self._g
+        return 1 - g * g + self.epsilon
+
+
+class Softmax(Activation):
+    """g_i = e^{z_i} / Σ_j e^{z_j}, computed after subtracting each row's max."""
+
+    name = "softmax"
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        return e
+
+    def gradient(self) -> np.ndarray:
+        """The full (N, K, K) Jacobian J[n, i, j] = g_i (δ_ij − g_j)."""
+        g = self._g
+        return g[:, :, None] * (np.eye(g.shape[1], dtype=g.dtype) - g[:, None, :])
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        # Vector-Jacobian product, O(N·K): (δJ)_j = g_j (δ_j − Σ_i δ_i g_i).
+        g = self._g
+        return g * (delta - (delta * g).sum(axis=1, keepdims=True))
+
+    def jacobian_shape(self, width_in: int) -> tuple[int, int]:
+        return (width_in, width_in)
+
+
+LAYERS: dict[str, type[Module]] = {
+    "input": Input,
+    "fully_connected": FullyConnected,
+    "linear": Linear,
+    "relu": ReLU,
+    "logistic": Logistic,
+    "sigmoid": Logistic,
+    "tanh": Tanh,
+    "softmax": Softmax,
+}
+
+
+def layer_class(name: str) -> type[Module]:
+    """Look a layer up by its config name; the error lists every valid name."""
+    try:
+        return LAYERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown layer {name!r}; expected one of: {', '.join(LAYERS)}") from None

@@ -1,0 +1,82 @@
+"""Metrics of predictions against encoded targets (SPEC §5). Pure functions of arrays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def predicted_classes(yhat: np.ndarray) -> np.ndarray:
+    """Class indices (N,): argmax of several outputs, or ŷ ≥ 0.5 for one logistic output."""
+    return yhat.argmax(axis=1) if yhat.shape[1] > 1 else (yhat[:, 0] >= 0.5).astype(np.intp)
+
+
+def true_classes(Y: np.ndarray) -> np.ndarray:
+    return Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.intp)
+
+
+def classification_report(Y: np.ndarray, yhat: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = true)."""
+    k = len(classes)
+    t, p = true_classes(Y), predicted_classes(yhat)
+    confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion).astype(np.float64)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return {
+        "accuracy": float(tp.sum() / max(len(t), 1)),
+        "macro_f1": float(f1.mean()),
+        "classes": list(classes),
+        "confusion_matrix": confusion.tolist(),
+        "per_class": {
+            str(c): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
+    }
+
+
+def multilabel_report(Y: np.ndarray, yhat: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Several independent 0/1 targets: element-wise accuracy, and one 2×2 report per label."""
+    reports = {name: classification_report(Y[:, [j]], yhat[:, [j]], [0, 1]) for j, name in enumerate(labels)}
+    return {
+        "accuracy": float(((yhat >= 0.5) == (Y >= 0.5)).mean()),
+        "macro_f1": float(np.mean([r["per_class"]["1"]["f1"] for r in reports.values()])),
+        "classes": list(labels),
+        "confusion_matrix": {name: r["confusion_matrix"] for name, r in reports.items()},
+        "per_class": {name: r["per_class"]["1"] for name, r in reports.items()},
+    }
+
+
+def regression_report(Y: np.ndarray, yhat: np.ndarray, targets: list[str]) -> dict[str, Any]:
+    """MSE, RMSE, MAE, R² and MAPE per target and averaged over targets (MAPE null where y has a 0)."""
+    Y, yhat = Y.astype(np.float64), yhat.astype(np.float64)
+    err = Y - yhat
+    mse = (err**2).mean(axis=0)
+    mae = np.abs(err).mean(axis=0)
+    ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - (err**2).sum(axis=0) / ss_tot, 0.0)
+        mape = [None if (Y[:, j] == 0).any() else float(np.mean(np.abs(err[:, j] / Y[:, j])) * 100) for j in range(Y.shape[1])]
+    per_target = {
+        name: {
+            "mse": float(mse[j]),
+            "rmse": float(math.sqrt(mse[j])),
+            "mae": float(mae[j]),
+            "r2": float(r2[j]),
+            "mape": mape[j],
+        }
+        for j, name in enumerate(targets)
+    }
+    return {
+        "mse": float(mse.mean()),
+        "rmse": float(np.sqrt(mse).mean()),
+        "mae": float(mae.mean()),
+        "r2": float(r2.mean()),
+        "mape": None if any(m is None for m in mape) else float(np.mean(mape)),
+        "per_target": per_target,
+    }

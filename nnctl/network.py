@@ -1,0 +1,170 @@
+"""A Network: modules in forward order plus an objective, and the builder that makes one from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnctl.errors import ConfigError
+from nnctl.layers import Activation, FullyConnected, Input, Module, layer_class
+from nnctl.objectives import Objective, objective_class
+
+if TYPE_CHECKING:
+    from nnctl.config import Config
+
+
+class Network:
+    """Modules applied in order, then an objective; backward walks them in reverse (the slides' pseudo-code)."""
+
+    def __init__(self, modules: Sequence[Module], objective: Objective) -> None:
+        self.modules = list(modules)
+        self.objective = objective
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """ŷ for a batch X (N, D)."""
+        for module in self.modules:
+            x = module.forward(x)
+        return x
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        """Pass δ = ∂J/∂ŷ back through every module; fills grads and returns ∂J/∂X."""
+        for module in reversed(self.modules):
+            delta = module.backward(delta)
+        return delta
+
+    def loss(self, y: np.ndarray, yhat: np.ndarray) -> float:
+        return self.objective.eval(y, yhat)
+
+    def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(name, param, grad) for every parameter, named "<module index>.<key>" (e.g. "1.W")."""
+        return [
+            (f"{i}.{key}", module.params[key], module.grads[key])
+            for i, module in enumerate(self.modules)
+            for key in module.params
+        ]
+
+    @property
+    def input(self) -> Input | None:
+        """The leading Input module, if the stack starts with one."""
+        return self.modules[0] if self.modules and isinstance(self.modules[0], Input) else None
+
+    @property
+    def dtype(self) -> np.dtype:
+        for module in self.modules:
+            for p in module.params.values():
+                return p.dtype
+            if isinstance(module, Input):
+                return module.state["mean"].dtype
+        return np.dtype(np.float64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array a saved model needs: parameters and input statistics, by "<index>.<key>"."""
+        out = {name: p for name, p, _ in self.parameters()}
+        if self.input is not None:
+            out.update({f"0.{key}": a for key, a in self.input.state.items()})
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Copy saved arrays into the existing parameter arrays (shapes must agree)."""
+        targets = self.arrays()
+        for name, target in targets.items():
+            target[...] = arrays[name]
+
+    def layer_table(self, n_features: int) -> list[dict[str, Any]]:
+        """One row per module: name, options, output width, parameter count, Jacobian shape (one row)."""
+        rows, width = [], n_features
+        for i, module in enumerate(self.modules):
+            jac = module.jacobian_shape(width)
+            width = module.out_features if module.out_features is not None else width
+            rows.append(
+                {
+                    "index": i,
+                    "module": module.name,
+                    "options": module.config(),
+                    "output_shape": [None, width],
+                    "parameters": int(sum(p.size for p in module.params.values())),
+                    "jacobian_shape": list(jac),
+                }
+            )
+        return rows
+
+    def jacobian_chain(self, n_features: int) -> list[dict[str, Any]]:
+        """The factors backprop multiplies for one row, objective first: ∂J/∂ŷ · ∂ŷ/∂h · … · ∂h₁/∂x."""
+        rows = self.layer_table(n_features)
+        names = ["x"] + [f"h{i + 1}" for i in range(len(rows) - 1)] + ["ŷ"]
+        width = rows[-1]["output_shape"][1] if rows else n_features
+        chain = [{"of": "J", "by": "ŷ", "shape": [1, width], "module": self.objective.name}]
+        for row in reversed(rows):
+            i = row["index"]
+            chain.append({"of": names[i + 1], "by": names[i], "shape": row["jacobian_shape"], "module": row["module"]})
+        return chain
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(m) for m in self.modules)
+        return f"Network([{inner}], {self.objective!r})"
+
+
+def build_modules(
+    layers: Sequence[tuple[str, dict[str, Any]]],
+    n_features: int,
+    *,
+    dtype: Any = np.float64,
+    epsilon: float = 1e-7,
+    rng: np.random.Generator | None = None,
+) -> list[Module]:
+    """Instantiate (name, options) layer specs in order, tracking the width each one sees."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    modules: list[Module] = []
+    width = n_features
+    for name, options in layers:
+        cls = layer_class(name)
+        if cls is Input:
+            module: Module = Input(width, dtype=dtype, **options)
+        elif cls is FullyConnected:
+            module = FullyConnected(width, rng=rng, dtype=dtype, **options)
+        elif issubclass(cls, Activation):
+            module = cls(epsilon=epsilon, **options)
+        else:  # a registered module with its own constructor
+            module = cls(**options)
+        width = module.out_features if module.out_features is not None else width
+        modules.append(module)
+    return modules
+
+
+def output_width(modules: Sequence[Module], n_features: int) -> int:
+    width = n_features
+    for module in modules:
+        width = module.out_features if module.out_features is not None else width
+    return width
+
+
+def build_network(
+    cfg: Config,
+    n_features: int,
+    n_outputs: int,
+    *,
+    rng: np.random.Generator | None = None,
+    dtype: Any = None,
+) -> Network:
+    """Build the config's network for data with `n_features` columns and `n_outputs` targets or classes."""
+    from nnctl.config import init_rng
+
+    dtype = np.dtype(dtype or cfg.dtype)
+    modules = build_modules(
+        [(layer.kind, layer.options) for layer in cfg.layers],
+        n_features,
+        dtype=dtype,
+        epsilon=cfg.epsilon,
+        rng=rng if rng is not None else init_rng(cfg.seed),
+    )
+    width = output_width(modules, n_features)
+    if width != n_outputs:
+        last = max((i for i, m in enumerate(modules) if m.out_features is not None), default=None)
+        where = f"layers[{last}].fully_connected.units" if last is not None else "layers"
+        raise ConfigError(
+            f"{where}: the network ends with {width} output(s) but the data has {n_outputs} "
+            f"target(s) or classes; set the last fully_connected layer's units to {n_outputs}"
+        )
+    return Network(modules, objective_class(cfg.objective)(epsilon=cfg.epsilon))

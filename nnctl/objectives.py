@@ -1,0 +1,86 @@
+"""Objective functions J(y, ŷ): ``eval`` is the batch mean, ``gradient`` the per-row ∂J/∂ŷ (N, K)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from nnctl.errors import ConfigError
+from nnctl.layers import EPSILON
+
+
+class Objective:
+    name: ClassVar[str] = "objective"
+    task: ClassVar[str] = "regression"  # or "classification"
+
+    def __init__(self, epsilon: float = EPSILON) -> None:
+        self.epsilon = epsilon
+
+    def eval(self, y: np.ndarray, yhat: np.ndarray) -> float:
+        """The mean over rows of the per-row loss J."""
+        return float(self.per_row(y, yhat).mean())
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SquaredError(Objective):
+    """J = Σ_k (y_k − ŷ_k)²;  ∂J/∂ŷ = −2 (y − ŷ)."""
+
+    name = "squared_error"
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        r = y - yhat
+        return (r * r).sum(axis=1)
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        return -2 * (y - yhat)
+
+
+class LogLoss(Objective):
+    """J = −Σ_k [y ln(ŷ + ε) + (1 − y) ln(1 − ŷ + ε)];  ∂J/∂ŷ = −(y − ŷ) / (ŷ(1 − ŷ) + ε)."""
+
+    name = "log_loss"
+    task = "classification"
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        eps = self.epsilon
+        return -(y * np.log(yhat + eps) + (1 - y) * np.log(1 - yhat + eps)).sum(axis=1)
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        return -(y - yhat) / (yhat * (1 - yhat) + self.epsilon)
+
+
+class CrossEntropy(Objective):
+    """J = −Σ_k y_k ln(ŷ_k + ε);  ∂J/∂ŷ = −y / (ŷ + ε)."""
+
+    name = "cross_entropy"
+    task = "classification"
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        return -(y * np.log(yhat + self.epsilon)).sum(axis=1)
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        return -y / (yhat + self.epsilon)
+
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "squared_error": SquaredError,
+    "log_loss": LogLoss,
+    "cross_entropy": CrossEntropy,
+}
+
+
+def objective_class(name: str) -> type[Objective]:
+    """Look an objective up by its config name; the error lists every valid name."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ConfigError(f"unknown objective {name!r}; expected one of: {', '.join(OBJECTIVES)}") from None

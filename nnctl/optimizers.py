@@ -1,0 +1,122 @@
+"""Gradient-descent optimisers: they update named (param, grad) arrays in place and know nothing of layers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+import numpy as np
+
+from nnctl.errors import ConfigError
+
+Parameters = Iterable[tuple[str, np.ndarray, np.ndarray]]  # (name, param, grad)
+
+
+class Optimizer:
+    """Base: weight decay (g ← g + λp) and the step count t; subclasses apply their rule."""
+
+    name: ClassVar[str] = "optimizer"
+    slots: ClassVar[tuple[str, ...]] = ()  # per-parameter state arrays, e.g. ("m", "s")
+
+    def __init__(self, learning_rate: float, weight_decay: float = 0.0) -> None:
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.t = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}  # parameter name → slot → array
+
+    def step(self, parameters: Parameters) -> None:
+        """Apply one update to every parameter, in place."""
+        self.t += 1
+        for name, p, g in parameters:
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            slots = self.state.get(name)
+            if slots is None:
+                slots = self.state[name] = {slot: np.zeros_like(p) for slot in self.slots}
+            self.update(p, g, slots)
+
+    def update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every state array under a flat key "<param>/<slot>", for checkpoints."""
+        return {f"{name}/{slot}": a for name, slots in self.state.items() for slot, a in slots.items()}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        """Restore what ``state_arrays`` returned, and the step count."""
+        self.t = t
+        self.state = {}
+        for key, a in arrays.items():
+            name, slot = key.rsplit("/", 1)
+            self.state.setdefault(name, {})[slot] = np.array(a)
+
+
+class SGD(Optimizer):
+    """p ← p − η g"""
+
+    name = "sgd"
+
+    def update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray]) -> None:
+        p -= self.learning_rate * g
+
+
+class Momentum(Optimizer):
+    """v ← μ v + g;  p ← p − η v"""
+
+    name = "momentum"
+    slots = ("v",)
+
+    def __init__(self, learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(learning_rate, weight_decay)
+        self.momentum = momentum
+
+    def update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray]) -> None:
+        v = slots["v"]
+        v *= self.momentum
+        v += g
+        p -= self.learning_rate * v
+
+
+class Adam(Optimizer):
+    """m ← β1 m + (1 − β1) g;  s ← β2 s + (1 − β2) g²;  p ← p − η m̂ / (√ŝ + δ), with bias correction 1 − βᵗ."""
+
+    name = "adam"
+    slots = ("m", "s")
+
+    def __init__(
+        self,
+        learning_rate: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        delta: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(learning_rate, weight_decay)
+        self.beta1, self.beta2, self.delta = beta1, beta2, delta
+
+    def update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray]) -> None:
+        m, s = slots["m"], slots["s"]
+        b1, b2 = self.beta1, self.beta2
+        m *= b1
+        m += (1 - b1) * g
+        s *= b2
+        s += (1 - b2) * (g * g)
+        m_hat = m / (1 - b1**self.t)
+        s_hat = s / (1 - b2**self.t)
+        np.sqrt(s_hat, out=s_hat)
+        s_hat += self.delta
+        m_hat *= self.learning_rate
+        m_hat /= s_hat
+        p -= m_hat
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """Look an optimiser up by its config name; the error lists every valid name."""
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZERS)}") from None
+

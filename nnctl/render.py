@@ -1,0 +1,174 @@
+"""Rich rendering for the CLI: the live training display, and tables for each command's results."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nnctl.plot import sparkline
+from nnctl.train import TrainingState
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class TrainingDisplay:
+    """The trainer's callback: a live epoch bar on a terminal, one plain line per epoch elsewhere."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.progress: Progress | None = None
+        self.started = time.perf_counter()
+        self.samples = 0
+        self.rows_per_epoch = 0
+
+    def __enter__(self) -> TrainingDisplay:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
+        self.epochs, self.n_batches = epochs, n_batches
+        self.started = time.perf_counter()
+        self.samples = 0
+        if not self.live:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]epoch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("•"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("train", total=epochs, completed=state.epoch, status="")
+        self.progress.start()
+
+    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=epoch - 1 + batch / n_batches)
+
+    def on_epoch_end(self, record: dict[str, Any], state: TrainingState) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.started
+        self.samples += state.seen
+        rate = self.samples / elapsed if elapsed > 0 else 0.0
+        metric = next(k for k in record if k.startswith("train_") and k != "train_loss")
+        vmetric = "validation_" + metric[len("train_") :]
+        parts = [f"loss {_fmt(record['train_loss'])}"]
+        if record["validation_loss"] is not None:
+            parts.append(f"val_loss {_fmt(record['validation_loss'])}")
+        parts.append(f"{metric[len('train_'):]} {_fmt(record[metric])}")
+        if record[vmetric] is not None:
+            parts.append(f"val_{vmetric[len('validation_'):]} {_fmt(record[vmetric])}")
+        parts.append(f"{rate:,.0f} samples/s")
+        if self.progress is not None:
+            self.progress.update(self.task, completed=record["epoch"], status="  ".join(parts))
+        else:
+            self.console.print(f"epoch {record['epoch']}/{self.epochs}  " + "  ".join(parts), highlight=False, soft_wrap=True)
+
+
+def training_summary(result: Any) -> Table:
+    """Best epoch, final metrics, stop reason, where the run was saved, and a loss sparkline."""
+    state = result.state
+    history = state.history
+    table = Table(title=f"run {result.path}", show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    if history:
+        last = history[-1]
+        table.add_row("epochs", f"{state.epoch} ({state.stop_reason})")
+        if state.best_epoch:
+            best = history[state.best_epoch - 1]
+            watched = "validation_loss" if best["validation_loss"] is not None else "train_loss"
+            table.add_row("best epoch", f"{state.best_epoch} ({watched} {_fmt(best[watched])})")
+        for key, value in last.items():
+            if key not in ("epoch", "learning_rate", "seconds") and value is not None:
+                table.add_row(f"final {key}", _fmt(value))
+        seconds = sum(r["seconds"] for r in history)
+        table.add_row("training time", f"{seconds:.2f} s")
+        table.add_row("train loss", sparkline([r["train_loss"] for r in history]))
+        if any(r["validation_loss"] is not None for r in history):
+            table.add_row("validation loss", sparkline([r["validation_loss"] or float("nan") for r in history]))
+    table.add_row("saved to", str(result.path))
+    return table
+
+
+def evaluation_tables(result: dict[str, Any], title: str) -> list[Table]:
+    """The metrics table, then per-class (or per-target) details and the confusion matrix."""
+    main = Table(title=title, show_header=False, title_justify="left")
+    main.add_column("metric", style="bold")
+    main.add_column("value", justify="right")
+    for key in ("loss", "n_samples", "accuracy", "macro_f1", "mse", "rmse", "mae", "r2", "mape"):
+        if key in result:
+            main.add_row(key, _fmt(result[key]))
+    tables = [main]
+    if "per_class" in result:
+        per = Table(title="per class", title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            per.add_column(col, justify="left" if col == "class" else "right")
+        for name, row in result["per_class"].items():
+            per.add_row(name, *(_fmt(row[k]) for k in ("precision", "recall", "f1", "support")))
+        tables.append(per)
+        matrix = result["confusion_matrix"]
+        if isinstance(matrix, list):
+            cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+            cm.add_column("")
+            for c in result["classes"]:
+                cm.add_column(str(c), justify="right")
+            for c, row in zip(result["classes"], matrix):
+                cm.add_row(str(c), *map(str, row))
+            tables.append(cm)
+    if "per_target" in result and len(result["per_target"]) > 1:
+        per = Table(title="per target", title_justify="left")
+        for col in ("target", "mse", "rmse", "mae", "r2", "mape"):
+            per.add_column(col, justify="left" if col == "target" else "right")
+        for name, row in result["per_target"].items():
+            per.add_row(name, *(_fmt(row[k]) for k in ("mse", "rmse", "mae", "r2", "mape")))
+        tables.append(per)
+    return tables
+
+
+def gradcheck_table(checks: list[Any]) -> Table:
+    table = Table(title="gradient check (central differences, float64)", title_justify="left")
+    for col in ("module", "parameter", "shape", "max abs error", "max rel error", "result"):
+        table.add_column(col, justify="right" if "error" in col else "left")
+    for c in checks:
+        result = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
+        table.add_row(c.module, c.parameter, "×".join(map(str, c.shape)), f"{c.max_abs_error:.2e}", f"{c.max_rel_error:.2e}", result)
+    return table
+
+
+def summary_table(rows: list[dict[str, Any]], n_features: int) -> Table:
+    table = Table(title="layers", title_justify="left")
+    for col in ("#", "module", "options", "output shape", "parameters"):
+        table.add_column(col, justify="right" if col in ("#", "parameters") else "left")
+    table.add_row("", "(data)", "", f"(N, {n_features})", "")
+    for row in rows:
+        options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
+        table.add_row(str(row["index"]), row["module"], options, f"(N, {row['output_shape'][1]})", f"{row['parameters']:,}")
+    total = sum(r["parameters"] for r in rows)
+    table.add_row("", "[bold]total", "", "", f"[bold]{total:,}")
+    return table

@@ -1,0 +1,242 @@
+"""The trainer: seeded mini-batch gradient descent with per-epoch metrics, early stopping and exact resume.
+
+The library never prints: progress goes to an optional callback. Everything a resume needs
+(weights, optimiser moments, RNG state, position inside the epoch, history) lives in a
+`TrainingState`, which the run directory saves as its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from nnctl.config import TrainingConfig
+from nnctl.data import Dataset
+from nnctl.errors import DivergenceError
+from nnctl.layers import FullyConnected
+from nnctl.network import Network
+from nnctl.optimizers import Optimizer
+
+
+class Callback(Protocol):
+    """What a progress display implements; every method is optional."""
+
+    def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None: ...
+    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None: ...
+    def on_epoch_end(self, record: dict[str, Any], state: TrainingState) -> None: ...
+
+
+@dataclass
+class TrainingState:
+    """Where training stands: enough to continue bit for bit (saved as the run's checkpoint)."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # next batch inside the current epoch (0 at an epoch boundary)
+    permutation: np.ndarray | None = None  # row order of the current epoch
+    loss_sum: float = 0.0  # Σ per-row loss over the current epoch's finished batches
+    hits: float = 0.0  # correct predictions (classification) so far this epoch
+    seen: int = 0  # rows seen so far this epoch
+    epoch_seconds: float = 0.0  # wall time already spent in the current epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0  # epochs since validation loss last improved
+    best_params: dict[str, np.ndarray] = field(default_factory=dict)
+    stop_reason: str | None = None  # "epochs", "early_stopping", "tolerance", "interrupted", "diverged"
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason in ("epochs", "early_stopping", "tolerance")
+
+
+def metric_name(task: str) -> str:
+    return "accuracy" if task == "classification" else "rmse"
+
+
+class Trainer:
+    """Trains a network on a Dataset with one optimiser; the same object the CLI and benchmarks use."""
+
+    def __init__(
+        self,
+        network: Network,
+        optimizer: Optimizer,
+        training: TrainingConfig,
+        rng: np.random.Generator,
+        callback: Callback | None = None,
+    ) -> None:
+        self.network = network
+        self.optimizer = optimizer
+        self.training = training
+        self.rng = rng
+        self.callback = callback
+        self.task = network.objective.task
+        self._stop_requested = False
+
+    def request_stop(self) -> None:
+        """Ask training to stop after the current batch (what Ctrl-C does)."""
+        self._stop_requested = True
+
+    def fit(self, train: Dataset, validation: Dataset | None = None, state: TrainingState | None = None) -> TrainingState:
+        """Train until the configured epochs, early stopping, tolerance, a stop request or divergence."""
+        state = self.state = state or TrainingState()
+        if state.stop_reason in ("epochs", "interrupted", "tolerance"):
+            state.stop_reason = None  # resuming, perhaps with more epochs
+        self._stop_requested = False
+        cfg, net, objective = self.training, self.network, self.network.objective
+        dtype = net.dtype
+        # The input layer is a fixed affine map: apply it to the whole data set once (same numbers).
+        trainable = net.modules
+        X, Y = train.X.astype(dtype, copy=False), train.Y.astype(dtype, copy=False)
+        Xv = Yv = None
+        if validation is not None:
+            Xv, Yv = validation.X.astype(dtype, copy=False), validation.Y.astype(dtype, copy=False)
+        if net.input is not None:
+            X = net.input.forward(X)
+            Xv = net.input.forward(Xv) if Xv is not None else None
+            trainable = net.modules[1:]
+        first = trainable[0] if trainable else None
+        backward_modules = list(reversed(trainable))
+        n, self._n_targets = len(X), Y.shape[1]
+        batch_size = min(cfg.batch_size or n, n)
+        n_batches = math.ceil(n / batch_size)
+        parameters = net.parameters()
+        good = {name: p.copy() for name, p, _ in parameters}  # weights at the last finished epoch
+        step = self.optimizer.step
+        classification = self.task == "classification"
+        multilabel = classification and Y.shape[1] > 1 and objective.name == "log_loss"
+        labels = None
+        if classification and not multilabel:
+            labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] >= 0.5)
+        report_every = max(1, n_batches // 25)
+        callback = self.callback
+        if callback is not None and hasattr(callback, "on_train_begin"):
+            callback.on_train_begin(state, cfg.epochs, n_batches)
+        xb = np.empty((batch_size, X.shape[1]), dtype=dtype)
+        yb = np.empty((batch_size, Y.shape[1]), dtype=dtype)
+
+        while state.epoch < cfg.epochs:
+            epoch = state.epoch + 1
+            started = time.perf_counter()
+            if state.batch == 0:
+                state.permutation = self.rng.permutation(n) if cfg.shuffle else np.arange(n)
+                state.loss_sum, state.hits, state.seen, state.epoch_seconds = 0.0, 0.0, 0, 0.0
+            order = state.permutation
+            for b in range(state.batch, n_batches):
+                index = order[b * batch_size : (b + 1) * batch_size]
+                m = len(index)
+                x, y = xb[:m], yb[:m]
+                np.take(X, index, axis=0, out=x)
+                np.take(Y, index, axis=0, out=y)
+                out = x
+                for module in trainable:
+                    out = module.forward(out)
+                batch_loss = float(objective.per_row(y, out).sum())
+                if not math.isfinite(batch_loss):
+                    self._restore(parameters, good)
+                    state.batch, state.stop_reason = 0, "diverged"
+                    raise DivergenceError(
+                        f"training diverged: the loss became {batch_loss} at epoch {epoch}, batch {b + 1} of "
+                        f"{n_batches}; try a smaller optimizer.learning_rate (now {self.optimizer.learning_rate:g})",
+                        epoch=epoch,
+                        batch=b + 1,
+                    )
+                state.loss_sum += batch_loss
+                state.seen += m
+                if labels is not None:
+                    state.hits += int(np.count_nonzero(_predict_index(out) == labels[index]))
+                elif multilabel:
+                    state.hits += int(np.count_nonzero((out >= 0.5) == (y >= 0.5))) / y.shape[1]
+                delta = objective.gradient(y, out)
+                for module in backward_modules:
+                    if module is first and isinstance(module, FullyConnected):
+                        module.backward(delta, need_input_grad=False)  # ∂J/∂X of the data is never needed
+                    else:
+                        delta = module.backward(delta)
+                step(parameters)
+                state.batch = b + 1
+                if callback is not None and (b + 1) % report_every == 0:
+                    callback.on_batch_end(epoch, b + 1, n_batches, state.seen)
+                if self._stop_requested and b + 1 < n_batches:
+                    state.epoch_seconds += time.perf_counter() - started
+                    state.stop_reason = "interrupted"
+                    return state
+            state.epoch_seconds += time.perf_counter() - started
+            record = self._end_epoch(state, epoch, Xv, Yv, trainable)
+            for name, p, _ in parameters:
+                np.copyto(good[name], p)
+            if callback is not None:
+                callback.on_epoch_end(record, state)
+            if state.stop_reason is not None:
+                break
+            if self._stop_requested:
+                state.stop_reason = "interrupted"
+                return state
+        else:
+            state.stop_reason = "epochs"
+        if state.stop_reason == "early_stopping" and state.best_params:
+            self._restore(parameters, state.best_params)
+        return state
+
+    def _end_epoch(self, state: TrainingState, epoch: int, Xv: Any, Yv: Any, trainable: list) -> dict[str, Any]:
+        """Close an epoch: history row, early stopping and tolerance bookkeeping."""
+        cfg, objective = self.training, self.network.objective
+        train_loss = state.loss_sum / state.seen
+        metric = metric_name(self.task)
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "validation_loss": None}
+        if self.task == "classification":
+            record[f"train_{metric}"] = state.hits / state.seen
+        else:  # squared_error's per-row loss sums over the K targets
+            record[f"train_{metric}"] = math.sqrt(train_loss / self._n_targets)
+        record[f"validation_{metric}"] = None
+        if Xv is not None:
+            out = Xv
+            for module in trainable:
+                out = module.forward(out)
+            record["validation_loss"] = objective.eval(Yv, out)
+            if self.task == "classification":
+                if Yv.shape[1] > 1 and objective.name == "log_loss":
+                    record[f"validation_{metric}"] = float(((out >= 0.5) == (Yv >= 0.5)).mean())
+                else:
+                    truth = Yv.argmax(axis=1) if Yv.shape[1] > 1 else (Yv[:, 0] >= 0.5)
+                    record[f"validation_{metric}"] = float(np.mean(_predict_index(out) == truth))
+            else:
+                record[f"validation_{metric}"] = float(np.sqrt(((Yv - out) ** 2).mean()))
+        record["learning_rate"] = self.optimizer.learning_rate
+        record["seconds"] = state.epoch_seconds
+        state.history.append(record)
+        state.epoch, state.batch = epoch, 0
+
+        watched = record["validation_loss"]
+        if watched is not None:
+            stopping = cfg.early_stopping
+            min_delta = stopping.min_delta if stopping else 0.0
+            if watched < state.best_loss - min_delta:
+                state.best_loss, state.best_epoch, state.wait = watched, epoch, 0
+                if stopping is not None:
+                    state.best_params = {name: p.copy() for name, p, _ in self.network.parameters()}
+            else:
+                state.wait += 1
+                if stopping is not None and state.wait >= stopping.patience:
+                    state.stop_reason = "early_stopping"
+        elif train_loss < state.best_loss:
+            state.best_loss, state.best_epoch = train_loss, epoch
+        if cfg.tolerance is not None and len(state.history) > 1 and state.stop_reason is None:
+            if abs(state.history[-2]["train_loss"] - train_loss) < cfg.tolerance:
+                state.stop_reason = "tolerance"
+        if state.stop_reason is None and epoch >= cfg.epochs:
+            state.stop_reason = "epochs"
+        return record
+
+    @staticmethod
+    def _restore(parameters: list[tuple[str, np.ndarray, np.ndarray]], saved: dict[str, np.ndarray]) -> None:
+        for name, p, _ in parameters:
+            np.copyto(p, saved[name])
+
+
+def _predict_index(yhat: np.ndarray) -> np.ndarray:
+    return yhat.argmax(axis=1) if yhat.shape[1] > 1 else (yhat[:, 0] >= 0.5)
+
