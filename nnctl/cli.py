@@ -7,13 +7,19 @@ config or data error; 130 interrupted.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
+import pandas as pd
 import typer
+
+try:  # typer ≥ 0.20 parses with its own copy of click (and no longer depends on click)
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import ClickException, UsageError
 from rich.console import Console
 
 from nnctl import __version__
@@ -27,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -63,6 +69,8 @@ def train(
     from nnctl.experiment import train as train_run
     from nnctl.render import TrainingDisplay, training_summary
 
+    if resume is not None and out_dir is not None:
+        raise typer.BadParameter("give either --resume RUN (continue that run) or --out DIR (a new run), not both")
     cfg = load_config(config, set_)
     with TrainingDisplay(out, quiet) as display:
         try:
@@ -70,11 +78,11 @@ def train(
         finally:
             display.close()
     if result.status == "interrupted":
-        err.print(
-            f"interrupted after epoch {result.state.epoch}, batch {result.state.batch}; checkpoint saved in {result.path}\n"
-            f"resume with: nnctl train {config} --resume {result.path}"
-            + "".join(f" --set {s}" for s in set_)
-        )
+        state = result.state
+        where = f"in epoch {state.epoch + 1} after batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
+        command = ["nnctl", "train", str(config), "--resume", str(result.path)] + [a for s in set_ for a in ("--set", s)]
+        err.print(f"interrupted {where}; checkpoint saved in {result.path}", markup=False)
+        err.print(f"resume with: {shlex.join(command)}", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     if not quiet:
         out.print(training_summary(result))
@@ -113,7 +121,7 @@ def predict(
     model = load_run(run)
     frame = read_csv(csv, "CSV")
     predictions = model.predict(frame, str(csv))
-    text = frame.join(predictions, rsuffix="_predicted").to_csv(index=False, float_format="%.17g")
+    text = pd.concat([frame.drop(columns=predictions.columns, errors="ignore"), predictions], axis=1).to_csv(index=False)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -209,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args, prog_name="nnctl", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except UsageError as exc:
         exc.show(file=sys.stderr)
         code = EXIT_USAGE
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("interrupted")
         code = EXIT_INTERRUPTED
     except KeyboardInterrupt:
@@ -220,14 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except DivergenceError as exc:
         err.print(f"error: {exc}", markup=False)
-        err.print("the last good model (end of the previous epoch) was kept in the run directory", markup=False)
+        where = "the initial weights" if exc.epoch <= 1 else f"the weights after epoch {exc.epoch - 1}"
+        err.print(f"the last good model ({where}) was kept in the run directory", markup=False)
         code = exc.exit_code
     except NnctlError as exc:
         if debug:
             traceback.print_exc()
         err.print(f"error: {exc}", markup=False)
         code = exc.exit_code
-    except click.exceptions.ClickException as exc:
+    except ClickException as exc:
         exc.show(file=sys.stderr)
         code = exc.exit_code
     except Exception as exc:  # an nnctl bug, not the user's mistake

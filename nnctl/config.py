@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from nnctl.errors import ConfigError
 from nnctl.layers import LAYERS
@@ -139,6 +139,11 @@ class Config(Schema):
     optimizer: OptimizerConfig = OptimizerConfig()
     training: TrainingConfig = TrainingConfig()
     output: str = "runs"
+    _source: str = PrivateAttr("config")  # the file it came from, for messages
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data (paths as strings, layers as written)."""
@@ -258,6 +263,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         data.validation = (base / data.validation).resolve()
     if config.name is None:
         config.name = path.stem
+    config._source = str(path)
     return config
 
 
@@ -266,7 +272,7 @@ def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: s
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems = _merge([_describe(err, touched) for err in exc.errors()])
+        problems = _merge([_describe(err, touched, raw=raw) for err in exc.errors()])
         raise ConfigError(_join(path, problems)) from None
     problems = check_layers(config) + check_objective(config) + check_training(config)
     if problems:
@@ -296,7 +302,9 @@ def check_layers(config: Config) -> list[str]:
             layer.options = schema.model_validate(layer.options).model_dump(exclude_none=True)
         except ValidationError as exc:
             for err in exc.errors():
-                problems.append(_describe(err, set(), prefix=(f"layers[{i}]", layer.kind), model=schema))
+                problems.append(
+                    _describe(err, set(), prefix=(f"layers[{i}]", str(layer.kind)), model=schema, raw=layer.options)
+                )
     return problems
 
 
@@ -365,21 +373,38 @@ def _suggest(word: str, choices: Any) -> str:
 _UNION_TAGS = ("int", "str", "float", "bool", "none")
 
 
+def _user_loc(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """`loc` without the member tags unions add (e.g. "str", "list[str]"): walk the user's document
+    and keep every part that is one of its keys or indices, so a user's own key `str` stays."""
+    out, node = [], raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and ("[" in part or part in _UNION_TAGS):
+            continue
+        else:
+            node = None
+        out.append(part)
+    return tuple(out)
+
+
 def _describe(
     err: dict[str, Any],
     touched: set[str] | frozenset[str],
     prefix: tuple[str, ...] = (),
     model: type[BaseModel] = Config,
+    raw: Any = None,
 ) -> str:
     """One pydantic error as `dotted.key: what was expected, got what`."""
-    # Unions add the member type to the location (e.g. "str", "list[str]"); drop those tags.
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
+    loc = _user_loc(tuple(err["loc"]), raw)
     key = ".".join(filter(None, [*prefix, _dotted(loc)]))
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     source = " (from --set)" if _dotted(loc) in touched else ""
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
-        hint = _suggest(loc[-1], parent.model_fields) if parent else ""
+        hint = _suggest(loc[-1], parent.model_fields) if parent and loc else ""
         valid = f"; valid keys: {', '.join(parent.model_fields)}" if parent else ""
         return f"{key}: unknown key{source}{hint or valid}"
     if kind == "missing":

@@ -62,7 +62,11 @@ def prepare(config: Config) -> Prepared:
         validation = load_dataset(config.data.validation, encoding, dtype, read_csv(config.data.validation, "data.validation"))
     elif config.data.validation_split:
         train, validation = split(train, config.data.validation_split, streams["split"], encoding.task == "classification")
-    network = build_network(config, len(encoding.features), encoding.n_outputs, rng=streams["init"])
+    try:
+        network = build_network(config, len(encoding.features), encoding.n_outputs, rng=streams["init"])
+    except ConfigError as exc:
+        found = f"classes {encoding.classes}" if encoding.classes else f"target columns {encoding.targets}"
+        raise ConfigError(f"{config.source}: {exc} (the data has {found})") from None
     if network.input is not None:
         network.input.fit(train.X)  # statistics of the training rows only
     opt = config.optimizer
@@ -83,16 +87,18 @@ def config_differences(new: Config, saved: Config) -> list[str]:
     """Dotted keys whose values differ, ignoring those a resume may change (epochs, name, output)."""
     ignored = {"training.epochs", "name", "output"}
 
-    def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-            return out or {prefix: {}}
-        return {prefix: value}
+    def walk(a: Any, b: Any, key: str) -> Iterator[str]:
+        """The deepest keys where a and b differ (`layers[1].fully_connected.units`, `training.early_stopping`)."""
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                yield from walk(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                yield from walk(x, y, f"{key}[{i}]")
+        elif a != b:
+            yield key
 
-    a, b = flatten(new.to_dict()), flatten(saved.to_dict())
-    return sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k) != b.get(k))
+    return sorted(k for k in walk(new.to_dict(), saved.to_dict(), "") if k not in ignored)
 
 
 def load_saved_config(path: Path) -> Config:
@@ -107,6 +113,7 @@ class TrainResult:
     path: Path
     state: TrainingState
     prepared: Prepared
+    restored_best: bool = False  # the saved model holds the best validation epoch's weights
 
     @property
     def status(self) -> str:
@@ -179,6 +186,8 @@ def train(
         config.name, config.output = saved.name, saved.output
     else:
         path = run_directory(config, out)
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
         if path.exists() and not force and any(path.iterdir()):
             raise RunError(f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory")
     prepared = prepare(config)
@@ -187,10 +196,22 @@ def train(
         state = load_checkpoint(path, prepared.optimizer, prepared.network, prepared.shuffle_rng)
         if state.stop_reason == "diverged":
             raise RunError(f"{path}: this run diverged; start a new run with a smaller learning rate instead")
-        if state.stop_reason == "early_stopping" or (state.finished and state.epoch >= config.training.epochs):
+        if state.stop_reason in ("early_stopping", "tolerance"):  # an uninterrupted run would stop here too
+            raise RunError(
+                f"{path}: nothing to resume: the run stopped after {state.epoch} epoch(s) by {state.stop_reason}; "
+                "more epochs would not change that (start a new run instead)"
+            )
+        if state.finished and state.epoch >= config.training.epochs:
             raise RunError(
                 f"{path}: nothing to resume: the run finished after {state.epoch} epoch(s) ({state.stop_reason}); "
                 "raise training.epochs with --set to train longer"
+            )
+        reached = state.epoch + (1 if state.batch else 0)  # an interrupted epoch counts: it must be finished
+        if config.training.epochs < reached:
+            raise ConfigError(
+                f"training.epochs: cannot resume {path} with {config.training.epochs} epoch(s): the run "
+                + (f"is already inside epoch {reached}" if state.batch else f"has already completed {reached} epochs")
+                + f"; set training.epochs to at least {reached}"
             )
     elif path.exists() and force:
         _clear_run(path)
@@ -198,12 +219,7 @@ def train(
     def save(current: TrainingState) -> None:
         save_config(path, config)
         save_checkpoint(path, current, prepared.optimizer, prepared.network, prepared.shuffle_rng)
-        extra = {
-            "status": current.stop_reason or "training",
-            "epochs_completed": current.epoch,
-            "best_epoch": current.best_epoch,
-        }
-        save_model(path, config, prepared.network, prepared.encoding, extra)
+        save_model(path, config, prepared.network, prepared.encoding, model_status(current))
         save_history(path, current.history, prepared.encoding.task)
 
     trainer = Trainer(prepared.network, prepared.optimizer, config.training, prepared.shuffle_rng, _Checkpointer(callback, save))
@@ -213,8 +229,16 @@ def train(
     except DivergenceError:
         save(trainer.state)  # the weights of the last finished epoch, and the history up to it
         raise
-    save(state)
-    return TrainResult(path, state, prepared)
+    save(state)  # the checkpoint keeps the last weights, so more epochs continue exactly
+    restored = config.training.early_stopping is not None and state.finished and trainer.restore_best(state)
+    if restored:
+        save_model(path, config, prepared.network, prepared.encoding, model_status(state) | {"restored_best": True})
+    return TrainResult(path, state, prepared, restored)
+
+
+def model_status(state: TrainingState) -> dict[str, Any]:
+    """What model.json says about how training went."""
+    return {"status": state.stop_reason or "training", "epochs_completed": state.epoch, "best_epoch": state.best_epoch}
 
 
 def _clear_run(path: Path) -> None:

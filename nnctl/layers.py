@@ -113,7 +113,7 @@ class FullyConnected(Module):
         dtype: Any = np.float64,
     ) -> None:
         super().__init__()
-        if not isinstance(units, int) or units < 1:
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:  # bool is an int subclass
             raise ConfigError(f"fully_connected.units: expected a positive integer, got {units!r}")
         if init not in INITS:
             raise ConfigError(f"fully_connected.init: expected one of {', '.join(INITS)}, got {init!r}")
@@ -150,7 +150,8 @@ class FullyConnected(Module):
         gW, gb = self.grads["W"], self.grads["b"]
         np.matmul(self._x.T, delta, out=gW)
         gW /= n
-        np.mean(delta, axis=0, keepdims=True, out=gb)
+        np.add.reduce(delta, axis=0, keepdims=True, out=gb)  # the mean as np.mean computes it: Σ, then / N
+        gb /= n
         return delta @ self.params["W"].T if need_input_grad else None
 
     def config(self) -> dict[str, Any]:
@@ -245,8 +246,9 @@ class Softmax(Activation):
     name = "softmax"
 
     def activate(self, z: np.ndarray) -> np.ndarray:
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        e /= e.sum(axis=1, keepdims=True)
+        e = z - np.maximum.reduce(z, axis=1, keepdims=True)  # (N, K); ufunc reductions skip ndarray.max's wrapper
+        np.exp(e, out=e)
+        e /= np.add.reduce(e, axis=1, keepdims=True)
         return e
 
     def gradient(self) -> np.ndarray:
@@ -257,7 +259,10 @@ class Softmax(Activation):
     def backward(self, delta: np.ndarray) -> np.ndarray:
         # Vector-Jacobian product, O(N·K): (δJ)_j = g_j (δ_j − Σ_i δ_i g_i).
         g = self._g
-        return g * (delta - (delta * g).sum(axis=1, keepdims=True))
+        out = delta * g  # (N, K)
+        np.subtract(delta, np.add.reduce(out, axis=1, keepdims=True), out=out)
+        out *= g
+        return out
 
     def jacobian_shape(self, width_in: int) -> tuple[int, int]:
         return (width_in, width_in)

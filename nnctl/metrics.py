@@ -28,9 +28,12 @@ def classification_report(Y: np.ndarray, yhat: np.ndarray, classes: list[Any]) -
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         recall = np.where(support > 0, tp / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    # Macro-F1 over the classes that occur (true or predicted), as scikit-learn and torchmetrics:
+    # a held-out file without some class is not penalised for it.
+    present = (support + predicted) > 0
     return {
         "accuracy": float(tp.sum() / max(len(t), 1)),
-        "macro_f1": float(f1.mean()),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "classes": list(classes),
         "confusion_matrix": confusion.tolist(),
         "per_class": {
@@ -60,7 +63,9 @@ def regression_report(Y: np.ndarray, yhat: np.ndarray, targets: list[str]) -> di
     mae = np.abs(err).mean(axis=0)
     ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1 - (err**2).sum(axis=0) / ss_tot, 0.0)
+        ss_res = (err**2).sum(axis=0)
+        # A constant target: 1 for a perfect fit, else 0 (scikit-learn's convention).
+        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
         mape = [None if (Y[:, j] == 0).any() else float(np.mean(np.abs(err[:, j] / Y[:, j])) * 100) for j in range(Y.shape[1])]
     per_target = {
         name: {

@@ -120,9 +120,9 @@ def build_modules(
     width = n_features
     for name, options in layers:
         cls = layer_class(name)
-        if cls is Input:
+        if issubclass(cls, Input):
             module: Module = Input(width, dtype=dtype, **options)
-        elif cls is FullyConnected:
+        elif issubclass(cls, FullyConnected):
             module = FullyConnected(width, rng=rng, dtype=dtype, **options)
         elif issubclass(cls, Activation):
             module = cls(epsilon=epsilon, **options)
@@ -164,7 +164,7 @@ def build_network(
         last = max((i for i, m in enumerate(modules) if m.out_features is not None), default=None)
         where = f"layers[{last}].fully_connected.units" if last is not None else "layers"
         raise ConfigError(
-            f"{where}: the network ends with {width} output(s) but the data has {n_outputs} "
-            f"target(s) or classes; set the last fully_connected layer's units to {n_outputs}"
+            f"{where}: the network ends with {width} outputs, expected {n_outputs} (one per target or class); "
+            f"set the last fully_connected layer's units to {n_outputs}"
         )
     return Network(modules, objective_class(cfg.objective)(epsilon=cfg.epsilon))

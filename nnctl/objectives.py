@@ -65,10 +65,16 @@ class CrossEntropy(Objective):
     task = "classification"
 
     def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-        return -(y * np.log(yhat + self.epsilon)).sum(axis=1)
+        t = yhat + self.epsilon  # (N, K), reused in place
+        np.log(t, out=t)
+        t *= y
+        total = np.add.reduce(t, axis=1)
+        return np.negative(total, out=total)
 
     def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-        return -y / (yhat + self.epsilon)
+        t = yhat + self.epsilon  # (N, K), reused in place
+        np.divide(y, t, out=t)
+        return np.negative(t, out=t)  # −(y / t) is exactly (−y) / t
 
 
 OBJECTIVES: dict[str, type[Objective]] = {

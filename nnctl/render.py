@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from nnctl.plot import sparkline
 from nnctl.train import TrainingState
@@ -19,6 +21,17 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+class _StatusProgress(Progress):
+    """A progress bar with a status line under it (losses, metrics, samples/s)."""
+
+    status = ""
+
+    def get_renderables(self) -> Any:
+        yield self.make_tasks_table(self.tasks)
+        if self.status:
+            yield Text(self.status, no_wrap=True, overflow="ellipsis")
 
 
 class TrainingDisplay:
@@ -50,19 +63,18 @@ class TrainingDisplay:
         self.samples = 0
         if not self.live:
             return
-        self.progress = Progress(
+        self.progress = _StatusProgress(
             TextColumn("[bold]epoch"),
-            BarColumn(),
+            BarColumn(bar_width=40),
             MofNCompleteColumn(),
             TextColumn("•"),
             TimeElapsedColumn(),
-            TextColumn("eta"),
+            TextColumn("• eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
             console=self.console,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=epochs, completed=state.epoch, status="")
+        self.task = self.progress.add_task("train", total=epochs, completed=state.epoch)
         self.progress.start()
 
     def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
@@ -85,9 +97,24 @@ class TrainingDisplay:
             parts.append(f"val_{vmetric[len('validation_'):]} {_fmt(record[vmetric])}")
         parts.append(f"{rate:,.0f} samples/s")
         if self.progress is not None:
-            self.progress.update(self.task, completed=record["epoch"], status="  ".join(parts))
+            self.progress.status = "  ".join(parts)
+            self.progress.update(self.task, completed=record["epoch"])
         else:
-            self.console.print(f"epoch {record['epoch']}/{self.epochs}  " + "  ".join(parts), highlight=False, soft_wrap=True)
+            # Plain text, written as is: rich's rendering of this line cost as much as a small model's epoch.
+            self.console.file.write(f"epoch {record['epoch']}/{self.epochs}  " + "  ".join(parts) + "\n")
+            self.console.file.flush()
+
+
+STOP_REASONS = {
+    "epochs": "all epochs ran",
+    "early_stopping": "early stopping",
+    "tolerance": "train loss changed less than tolerance",
+}
+
+
+def _log(values: list[Any]) -> list[float]:
+    """log10 of a loss series, so late progress stays visible next to the first epochs."""
+    return [math.log10(v) if v is not None and v > 0 else float("nan") for v in values]
 
 
 def training_summary(result: Any) -> Table:
@@ -96,29 +123,33 @@ def training_summary(result: Any) -> Table:
     history = state.history
     table = Table(title=f"run {result.path}", show_header=False, title_justify="left")
     table.add_column("key", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # a long "saved to" path wraps; it is never cut to "…"
     if history:
         last = history[-1]
-        table.add_row("epochs", f"{state.epoch} ({state.stop_reason})")
+        table.add_row("epochs", f"{state.epoch} ({STOP_REASONS.get(state.stop_reason, state.stop_reason)})")
         if state.best_epoch:
             best = history[state.best_epoch - 1]
             watched = "validation_loss" if best["validation_loss"] is not None else "train_loss"
-            table.add_row("best epoch", f"{state.best_epoch} ({watched} {_fmt(best[watched])})")
-        for key, value in last.items():
+            restored = ", weights restored" if result.restored_best else ""
+            table.add_row("best epoch", f"{state.best_epoch} ({watched} {_fmt(best[watched])}{restored})")
+        # The saved model's own numbers: the restored best epoch after early stopping, else the last.
+        kept = history[state.best_epoch - 1] if result.restored_best else last
+        for key, value in kept.items():
             if key not in ("epoch", "learning_rate", "seconds") and value is not None:
-                table.add_row(f"final {key}", _fmt(value))
+                table.add_row(f"model {key}", _fmt(value))
         seconds = sum(r["seconds"] for r in history)
         table.add_row("training time", f"{seconds:.2f} s")
-        table.add_row("train loss", sparkline([r["train_loss"] for r in history]))
+        table.add_row("train loss (log)", sparkline(_log([r["train_loss"] for r in history])))
         if any(r["validation_loss"] is not None for r in history):
-            table.add_row("validation loss", sparkline([r["validation_loss"] or float("nan") for r in history]))
+            table.add_row("validation loss (log)", sparkline(_log([r["validation_loss"] for r in history])))
     table.add_row("saved to", str(result.path))
     return table
 
 
 def evaluation_tables(result: dict[str, Any], title: str) -> list[Table]:
     """The metrics table, then per-class (or per-target) details and the confusion matrix."""
-    main = Table(title=title, show_header=False, title_justify="left")
+    # min_width: rich wraps a title to its table's width, which would break the paths in it.
+    main = Table(title=title, show_header=False, title_justify="left", min_width=len(title))
     main.add_column("metric", style="bold")
     main.add_column("value", justify="right")
     for key in ("loss", "n_samples", "accuracy", "macro_f1", "mse", "rmse", "mae", "r2", "mape"):
@@ -134,7 +165,8 @@ def evaluation_tables(result: dict[str, Any], title: str) -> list[Table]:
         tables.append(per)
         matrix = result["confusion_matrix"]
         if isinstance(matrix, list):
-            cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+            cm_title = "confusion matrix (rows: true, columns: predicted)"
+            cm = Table(title=cm_title, title_justify="left", min_width=len(cm_title))
             cm.add_column("")
             for c in result["classes"]:
                 cm.add_column(str(c), justify="right")

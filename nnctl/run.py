@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -41,11 +42,22 @@ MODEL_JSON, MODEL_NPZ, CONFIG_YAML, HISTORY_CSV, CHECKPOINT = (
 # ----------------------------------------------------------------------------- atomic files
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (or keep the old file's)
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -174,7 +186,7 @@ def save_history(path: Path, history: list[dict[str, Any]], task: str) -> None:
     metric = metric_name(task)
     columns = ["epoch", "train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}", "learning_rate", "seconds"]
     frame = pd.DataFrame(history, columns=columns)
-    atomic_write(path / HISTORY_CSV, frame.to_csv(index=False, float_format="%.17g").encode())
+    atomic_write(path / HISTORY_CSV, frame.to_csv(index=False).encode())
 
 
 def save_config(path: Path, config: Config) -> None:

@@ -82,6 +82,11 @@ class Trainer:
 
     def fit(self, train: Dataset, validation: Dataset | None = None, state: TrainingState | None = None) -> TrainingState:
         """Train until the configured epochs, early stopping, tolerance, a stop request or divergence."""
+        # Overflow on the way to a NaN is detected and reported as divergence; numpy's warnings would only add noise.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._fit(train, validation, state)
+
+    def _fit(self, train: Dataset, validation: Dataset | None, state: TrainingState | None) -> TrainingState:
         state = self.state = state or TrainingState()
         if state.stop_reason in ("epochs", "interrupted", "tolerance"):
             state.stop_reason = None  # resuming, perhaps with more epochs
@@ -90,7 +95,9 @@ class Trainer:
         dtype = net.dtype
         # The input layer is a fixed affine map: apply it to the whole data set once (same numbers).
         trainable = net.modules
-        X, Y = train.X.astype(dtype, copy=False), train.Y.astype(dtype, copy=False)
+        # Batches are gathered row by row with take(out=...), which copies the whole array first unless it is
+        # C-contiguous: convert once here (a no-op for nnctl's own loaders), never per batch.
+        X, Y = np.ascontiguousarray(train.X, dtype=dtype), np.ascontiguousarray(train.Y, dtype=dtype)
         Xv = Yv = None
         if validation is not None:
             Xv, Yv = validation.X.astype(dtype, copy=False), validation.Y.astype(dtype, copy=False)
@@ -99,7 +106,8 @@ class Trainer:
             Xv = net.input.forward(Xv) if Xv is not None else None
             trainable = net.modules[1:]
         first = trainable[0] if trainable else None
-        backward_modules = list(reversed(trainable))
+        # (module, is it the first layer): ∂J/∂X of the data is never needed, so the first layer skips it.
+        backward_plan = [(m, m is first and isinstance(m, FullyConnected)) for m in reversed(trainable)]
         n, self._n_targets = len(X), Y.shape[1]
         batch_size = min(cfg.batch_size or n, n)
         n_batches = math.ceil(n / batch_size)
@@ -108,9 +116,10 @@ class Trainer:
         step = self.optimizer.step
         classification = self.task == "classification"
         multilabel = classification and Y.shape[1] > 1 and objective.name == "log_loss"
-        labels = None
+        labels = predicted = None
         if classification and not multilabel:
-            labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] >= 0.5)
+            labels = _predict_index(Y)
+            predicted = np.empty_like(labels)  # this epoch's predictions, row by row; scored against labels in bulk
         report_every = max(1, n_batches // 25)
         callback = self.callback
         if callback is not None and hasattr(callback, "on_train_begin"):
@@ -125,16 +134,18 @@ class Trainer:
                 state.permutation = self.rng.permutation(n) if cfg.shuffle else np.arange(n)
                 state.loss_sum, state.hits, state.seen, state.epoch_seconds = 0.0, 0.0, 0, 0.0
             order = state.permutation
+            unscored = state.batch * batch_size  # rows before this one are already counted in state.hits
             for b in range(state.batch, n_batches):
-                index = order[b * batch_size : (b + 1) * batch_size]
+                start = b * batch_size
+                index = order[start : start + batch_size]
                 m = len(index)
-                x, y = xb[:m], yb[:m]
-                np.take(X, index, axis=0, out=x)
-                np.take(Y, index, axis=0, out=y)
+                x, y = (xb, yb) if m == batch_size else (xb[:m], yb[:m])
+                X.take(index, axis=0, out=x)
+                Y.take(index, axis=0, out=y)
                 out = x
                 for module in trainable:
                     out = module.forward(out)
-                batch_loss = float(objective.per_row(y, out).sum())
+                batch_loss = float(np.add.reduce(objective.per_row(y, out)))
                 if not math.isfinite(batch_loss):
                     self._restore(parameters, good)
                     state.batch, state.stop_reason = 0, "diverged"
@@ -146,14 +157,14 @@ class Trainer:
                     )
                 state.loss_sum += batch_loss
                 state.seen += m
-                if labels is not None:
-                    state.hits += int(np.count_nonzero(_predict_index(out) == labels[index]))
+                if predicted is not None:
+                    _predict_index(out, out=predicted[start : start + m])
                 elif multilabel:
                     state.hits += int(np.count_nonzero((out >= 0.5) == (y >= 0.5))) / y.shape[1]
                 delta = objective.gradient(y, out)
-                for module in backward_modules:
-                    if module is first and isinstance(module, FullyConnected):
-                        module.backward(delta, need_input_grad=False)  # ∂J/∂X of the data is never needed
+                for module, into_data in backward_plan:
+                    if into_data:
+                        module.backward(delta, need_input_grad=False)
                     else:
                         delta = module.backward(delta)
                 step(parameters)
@@ -161,10 +172,23 @@ class Trainer:
                 if callback is not None and (b + 1) % report_every == 0:
                     callback.on_batch_end(epoch, b + 1, n_batches, state.seen)
                 if self._stop_requested and b + 1 < n_batches:
+                    state.hits += _hits(predicted, labels, order, unscored, start + m)
                     state.epoch_seconds += time.perf_counter() - started
                     state.stop_reason = "interrupted"
                     return state
+            state.hits += _hits(predicted, labels, order, unscored, n)
             state.epoch_seconds += time.perf_counter() - started
+            # A step can overflow the weights after the epoch's last finite loss: never keep those as "good".
+            bad = next((name for name, p, _ in parameters if not np.isfinite(p).all()), None)
+            if bad is not None:
+                self._restore(parameters, good)
+                state.batch, state.stop_reason = 0, "diverged"
+                raise DivergenceError(
+                    f"training diverged: parameter {bad} became NaN or infinite in epoch {epoch}, by batch {n_batches} "
+                    f"of {n_batches}; try a smaller optimizer.learning_rate (now {self.optimizer.learning_rate:g})",
+                    epoch=epoch,
+                    batch=n_batches,
+                )
             record = self._end_epoch(state, epoch, Xv, Yv, trainable)
             for name, p, _ in parameters:
                 np.copyto(good[name], p)
@@ -177,9 +201,14 @@ class Trainer:
                 return state
         else:
             state.stop_reason = "epochs"
-        if state.stop_reason == "early_stopping" and state.best_params:
-            self._restore(parameters, state.best_params)
         return state
+
+    def restore_best(self, state: TrainingState) -> bool:
+        """Load the best validation epoch's weights (kept when early stopping is on); True if it did."""
+        if not state.best_params:
+            return False
+        self._restore(self.network.parameters(), state.best_params)
+        return True
 
     def _end_epoch(self, state: TrainingState, epoch: int, Xv: Any, Yv: Any, trainable: list) -> dict[str, Any]:
         """Close an epoch: history row, early stopping and tolerance bookkeeping."""
@@ -237,6 +266,16 @@ class Trainer:
             np.copyto(p, saved[name])
 
 
-def _predict_index(yhat: np.ndarray) -> np.ndarray:
-    return yhat.argmax(axis=1) if yhat.shape[1] > 1 else (yhat[:, 0] >= 0.5)
+def _predict_index(yhat: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The predicted class of each row (N,): the argmax, or ŷ ≥ 0.5 for one column."""
+    if yhat.shape[1] > 1:
+        return yhat.argmax(axis=1, out=out)
+    return np.greater_equal(yhat[:, 0], 0.5, out=out)
+
+
+def _hits(predicted: np.ndarray | None, labels: np.ndarray | None, order: np.ndarray, start: int, stop: int) -> int:
+    """Correct predictions among this epoch's rows start:stop (in batch order)."""
+    if predicted is None or labels is None or stop <= start:
+        return 0
+    return int(np.count_nonzero(predicted[start:stop] == labels[order[start:stop]]))
 

@@ -1,0 +1,82 @@
+"""Shared test helpers: central finite differences, SPEC §5's relative error, and module construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nnctl.layers import LAYERS, Activation, FullyConnected, Module
+from nnctl.network import build_modules
+
+STEP = 1e-6  # the SPEC's default gradcheck step
+
+# Registry names of parameter-free element-wise/softmax activations (so a newly registered one joins the stacks).
+ACTIVATIONS = sorted(name for name, cls in LAYERS.items() if issubclass(cls, Activation))
+
+# The largest relative error finite-difference checks have seen this session, per tolerance (conftest reports it
+# with -v): tolerance → (error, where).
+LARGEST: dict[float, tuple[float, str]] = {}
+
+
+def central_difference(f: Callable[[], float], x: np.ndarray, h: float = STEP) -> np.ndarray:
+    """∂f/∂x by (f(x + h) − f(x − h)) / 2h, one entry at a time; x is perturbed in place and restored."""
+    assert x.dtype == np.float64, "finite differences are only meaningful in float64"
+    grad = np.zeros_like(x)
+    flat, out = x.reshape(-1), grad.reshape(-1)  # views: writing to flat perturbs x
+    assert np.shares_memory(flat, x), "x must be contiguous"
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + h
+        plus = f()
+        flat[i] = saved - h
+        minus = f()
+        flat[i] = saved
+        out[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """SPEC §5: max|a − n| / max(max|a|, max|n|, 1e-8), normwise so exact zeros don't fail on rounding noise."""
+    scale = max(np.abs(analytic).max(initial=0.0), np.abs(numeric).max(initial=0.0), 1e-8)
+    return float(np.abs(analytic - numeric).max(initial=0.0) / scale)
+
+
+def check_close(analytic: np.ndarray, numeric: np.ndarray, tol: float, where: str, noise: float = 0.0) -> None:
+    """Assert max|a − n| < tol·scale + noise, i.e. a relative error below tol plus an absolute rounding budget.
+
+    The relative error of a passing check is remembered, per tolerance, for the session's report.
+    """
+    assert analytic.shape == numeric.shape, where
+    err = relative_error(analytic, numeric)
+    scale = max(np.abs(analytic).max(initial=0.0), np.abs(numeric).max(initial=0.0), 1e-8)
+    assert err < tol + noise / scale, f"{where}: relative error {err:.3g} >= {tol:.0e} (+ noise {noise / scale:.1g})"
+    if err >= LARGEST.get(tol, (-1.0, ""))[0]:
+        LARGEST[tol] = (err, where)
+
+
+def layer_options(name: str, units: int) -> dict[str, Any]:
+    """The options a registry entry needs to be built alone (only fully_connected has required ones)."""
+    return {"units": units, "init": "normal", "scale": 1.0} if LAYERS[name] is FullyConnected else {}
+
+
+def build_layer(name: str, width_in: int, units: int, rng: np.random.Generator, **kwargs: Any) -> Module:
+    """One registered layer built the way a config builds it (through nnctl.network.build_modules)."""
+    (module,) = build_modules([(name, layer_options(name, units))], width_in, rng=rng, **kwargs)
+    return module
+
+
+def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], low: float = 0.1, high: float = 2.0) -> np.ndarray:
+    """Random values with |x| in [low, high], so a step of 1e-6 never crosses ReLU's kink."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, high, size=shape)
+
+
+def jacobian_product(module: Module, delta: np.ndarray) -> np.ndarray:
+    """δ · gradient(), for each Jacobian layout SPEC §1 defines."""
+    jac = module.gradient()
+    if jac.ndim == 3:  # (N, K, K), e.g. softmax
+        return np.einsum("ni,nij->nj", delta, jac)
+    if isinstance(module, FullyConnected):  # Wᵀ (K, D), the same for every row
+        return delta @ jac
+    return delta * jac  # (N, K) diagonals of element-wise modules

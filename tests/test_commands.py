@@ -1,0 +1,536 @@
+"""`nnctl eval`, `predict`, `summary`, `plot` (and train's sparkline) through `nnctl.cli.main`."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nnctl
+from nnctl.cli import main
+from nnctl.experiment import train
+from nnctl.plot import SPARKS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EPS = 1e-7  # the configs' (default) epsilon
+
+
+# ----------------------------------------------------------------------------- fixtures: three tiny runs
+
+
+def _classes(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    labels = np.array(["cat", "dog", "fox"])[np.arange(n) % 3]
+    centres = {"cat": (0, 0, 0, 0), "dog": (3, 0, 1, 0), "fox": (0, 3, 0, 1)}
+    X = np.array([centres[c] for c in labels]) + rng.normal(0, 0.7, size=(n, 4))
+    return pd.DataFrame({"f1": X[:, 0], "f2": X[:, 1], "f3": X[:, 2], "f4": X[:, 3], "label": labels})
+
+
+def _binary(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    X = rng.normal(size=(n, 3))
+    labels = np.where(X[:, 0] - X[:, 1] + 0.3 * rng.normal(size=n) > 0, "yes", "no")
+    return pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "answer": labels})
+
+
+def _regression(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    X = rng.normal(size=(n, 3))
+    return pd.DataFrame(
+        {"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "y1": X[:, 0] + 2 * X[:, 1] + 5, "y2": X[:, 2] - X[:, 0] + 4}
+    )
+
+
+CONFIGS = {
+    "multi": """
+seed: 1
+data: {train: multi_train.csv, target: label}
+layers:
+  - input: {normalize: zscore}
+  - fully_connected: {units: 8}
+  - tanh
+  - fully_connected: {units: 3}
+  - softmax
+objective: cross_entropy
+optimizer: {name: adam, learning_rate: 0.05}
+training: {epochs: 25, batch_size: 16}
+""",
+    "binary": """
+seed: 2
+data: {train: binary_train.csv, validation: binary_test.csv, target: answer}
+layers:
+  - input
+  - fully_connected: {units: 4}
+  - relu
+  - fully_connected: {units: 1}
+  - logistic
+objective: log_loss
+optimizer: {name: adam, learning_rate: 0.05}
+training: {epochs: 25, batch_size: 16}
+""",
+    "regression": """
+seed: 3
+data: {train: regression_train.csv, target: [y1, y2]}
+layers:
+  - input
+  - fully_connected: {units: 6}
+  - tanh
+  - fully_connected: {units: 2}
+  - linear
+objective: squared_error
+optimizer: {name: adam, learning_rate: 0.05}
+training: {epochs: 25, batch_size: 16}
+""",
+}
+
+
+@dataclass
+class Case:
+    config: Path
+    run: Path
+    test_csv: Path
+    frame: pd.DataFrame  # the held-out rows
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
+    root = tmp_path_factory.mktemp("commands")
+    rng = np.random.default_rng(0)
+    make = {"multi": _classes, "binary": _binary, "regression": _regression}
+    out: dict[str, Case] = {}
+    for name, generate in make.items():
+        generate(60, rng).to_csv(root / f"{name}_train.csv", index=False)
+        test = generate(21, rng)
+        if name == "regression":
+            test.loc[4, "y2"] = 1.0  # no zero target in this file: MAPE is a number
+        test.to_csv(root / f"{name}_test.csv", index=False)
+        config = root / f"{name}.yaml"
+        config.write_text(CONFIGS[name])
+        run = root / "runs" / name
+        train(nnctl.load_config(config), out=run)
+        out[name] = Case(config, run, root / f"{name}_test.csv", test)
+    return out
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def eval_json(capsys: pytest.CaptureFixture[str], run: Path, csv: Path) -> dict:
+    code, out, err = run_cli(capsys, "eval", run, csv, "--json")
+    assert code == 0, err
+    return json.loads(out)  # the whole of stdout is one JSON object
+
+
+def flat(text: str) -> str:
+    """Rich wraps long lines at spaces; compare with every run of whitespace as one space."""
+    return " ".join(text.split())
+
+
+# ----------------------------------------------------------------------------- eval --json
+
+
+def test_eval_json_classification_keys_and_types(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "eval", cases["multi"].run, cases["multi"].test_csv, "--json")
+    assert code == 0, err
+    assert out.endswith("}\n") and out.lstrip().startswith("{")
+    result = json.loads(out)
+    assert {"loss", "n_samples", "accuracy", "macro_f1", "classes", "confusion_matrix"} <= set(result)
+    assert isinstance(result["loss"], float) and result["loss"] > 0
+    assert result["n_samples"] == 21 and type(result["n_samples"]) is int
+    assert isinstance(result["accuracy"], float) and 0 <= result["accuracy"] <= 1
+    assert isinstance(result["macro_f1"], float) and 0 <= result["macro_f1"] <= 1
+    assert result["classes"] == ["cat", "dog", "fox"]
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.shape == (3, 3) and matrix.dtype.kind == "i"
+    assert matrix.sum() == 21
+    assert matrix.sum(axis=1).tolist() == [7, 7, 7]  # rows = true class: 7 of each in the file
+    assert np.trace(matrix) / 21 == pytest.approx(result["accuracy"])
+    assert result["accuracy"] > 0.8  # the tiny model did learn
+    assert set(result["per_class"]) == {"cat", "dog", "fox"}
+    assert set(result["per_class"]["cat"]) == {"precision", "recall", "f1", "support"}
+
+
+def test_eval_json_binary_with_string_labels(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    result = eval_json(capsys, cases["binary"].run, cases["binary"].test_csv)
+    assert result["classes"] == ["no", "yes"]
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.shape == (2, 2) and matrix.sum() == 21
+    truth = cases["binary"].frame["answer"]
+    assert matrix.sum(axis=1).tolist() == [int((truth == "no").sum()), int((truth == "yes").sum())]
+
+
+def test_eval_json_regression_keys(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    result = eval_json(capsys, cases["regression"].run, cases["regression"].test_csv)
+    assert {"loss", "n_samples", "mse", "rmse", "mae", "r2", "mape"} <= set(result)
+    for key in ("loss", "mse", "rmse", "mae", "r2", "mape"):
+        assert isinstance(result[key], float), key
+    assert "accuracy" not in result and "classes" not in result
+    assert set(result["per_target"]) == {"y1", "y2"}
+    per = result["per_target"]
+    assert result["mse"] == pytest.approx((per["y1"]["mse"] + per["y2"]["mse"]) / 2)
+    assert result["r2"] == pytest.approx((per["y1"]["r2"] + per["y2"]["r2"]) / 2)
+    # squared_error's loss sums over the two targets; mse averages over them
+    assert result["loss"] == pytest.approx(2 * result["mse"])
+
+
+def test_eval_json_mape_is_null_when_a_target_is_zero(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    frame = cases["regression"].frame.copy()
+    frame.loc[3, "y2"] = 0.0
+    frame.to_csv(tmp_path / "zero.csv", index=False)
+    code, out, _ = run_cli(capsys, "eval", cases["regression"].run, tmp_path / "zero.csv", "--json")
+    assert code == 0
+    assert '"mape": null' in out
+    result = json.loads(out)
+    assert result["mape"] is None
+    assert result["per_target"]["y2"]["mape"] is None
+    assert isinstance(result["per_target"]["y1"]["mape"], float)
+
+
+def test_eval_ignores_column_order_and_extra_columns(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for case in cases.values():
+        frame = case.frame.copy()
+        frame["notes"] = "extra"
+        frame["unused_number"] = np.arange(len(frame))
+        shuffled = frame[list(reversed(frame.columns))]
+        shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+        assert eval_json(capsys, case.run, tmp_path / "shuffled.csv") == eval_json(capsys, case.run, case.test_csv)
+
+
+# ----------------------------------------------------------------------------- eval: loss by hand from predict
+
+
+def predictions(capsys: pytest.CaptureFixture[str], case: Case, csv: Path | None = None) -> pd.DataFrame:
+    code, out, err = run_cli(capsys, "predict", case.run, csv or case.test_csv)
+    assert code == 0, err
+    return pd.read_csv(io.StringIO(out))
+
+
+def test_eval_loss_is_cross_entropy_of_predicted_probabilities(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = cases["multi"]
+    pred = predictions(capsys, case)
+    p_true = np.array([pred.loc[i, f"prob_{label}"] for i, label in enumerate(case.frame["label"])])
+    by_hand = float(np.mean(-np.log(p_true + EPS)))
+    assert eval_json(capsys, case.run, case.test_csv)["loss"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_eval_loss_is_log_loss_of_predicted_probabilities(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = cases["binary"]
+    pred = predictions(capsys, case)
+    y = (case.frame["answer"] == "yes").to_numpy(float)  # "yes" is second in sorted order: class 1
+    p = pred["prob_yes"].to_numpy()
+    by_hand = float(np.mean(-(y * np.log(p + EPS) + (1 - y) * np.log(1 - p + EPS))))
+    assert eval_json(capsys, case.run, case.test_csv)["loss"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_eval_loss_is_squared_error_of_predictions(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    case = cases["regression"]
+    pred = predictions(capsys, case)
+    Y = case.frame[["y1", "y2"]].to_numpy()
+    Yhat = pred[["predicted_y1", "predicted_y2"]].to_numpy()
+    by_hand = float(np.mean(((Y - Yhat) ** 2).sum(axis=1)))
+    result = eval_json(capsys, case.run, case.test_csv)
+    assert result["loss"] == pytest.approx(by_hand, rel=1e-12)
+    assert result["mae"] == pytest.approx(float(np.abs(Y - Yhat).mean()), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- eval: tables
+
+
+def test_eval_tables_classification(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "eval", cases["multi"].run, cases["multi"].test_csv)
+    assert code == 0, err
+    text = flat(out)
+    for word in ("loss", "n_samples", "accuracy", "macro_f1", "precision", "recall", "f1", "support"):
+        assert word in text
+    assert "confusion matrix (rows: true, columns: predicted)" in text
+    assert str(cases["multi"].test_csv) in text
+    # the confusion matrix is labelled by class names, columns and rows
+    matrix_part = out[out.index("confusion matrix") :]
+    assert re.search(r"cat\s.*dog\s.*fox", matrix_part.splitlines()[2])
+    assert sum(line.strip("│ ").startswith(("cat", "dog", "fox")) for line in matrix_part.splitlines()) == 3
+    assert not err
+
+
+def test_eval_tables_regression(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "eval", cases["regression"].run, cases["regression"].test_csv)
+    assert code == 0
+    for word in ("mse", "rmse", "mae", "r2", "mape", "per target", "y1", "y2"):
+        assert word in out
+
+
+# ----------------------------------------------------------------------------- eval and predict: errors
+
+
+def test_eval_missing_feature_column_names_it(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cases["multi"].frame.drop(columns=["f3"]).to_csv(tmp_path / "no_f3.csv", index=False)
+    for command in ("eval", "predict"):
+        code, out, err = run_cli(capsys, command, cases["multi"].run, tmp_path / "no_f3.csv")
+        assert code == 2
+        assert "'f3'" in err and "not found" in err and "no_f3.csv" in err
+        assert "Traceback" not in err and out == ""
+
+
+def test_eval_unseen_label_names_it(cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    frame = cases["multi"].frame.copy()
+    frame.loc[5, "label"] = "wolf"
+    frame.to_csv(tmp_path / "wolf.csv", index=False)
+    code, out, err = run_cli(capsys, "eval", cases["multi"].run, tmp_path / "wolf.csv")
+    assert code == 2
+    assert "'wolf'" in err and "'label'" in err and "row 6" in err
+    assert out == ""
+
+
+def test_eval_missing_target_column(cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cases["binary"].frame.drop(columns=["answer"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    code, _, err = run_cli(capsys, "eval", cases["binary"].run, tmp_path / "unlabelled.csv")
+    assert code == 2 and "'answer'" in err
+
+
+def test_eval_non_numeric_feature_names_column_and_row(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    frame = cases["regression"].frame.astype({"x2": object})
+    frame.loc[2, "x2"] = "n/a?"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    code, _, err = run_cli(capsys, "eval", cases["regression"].run, tmp_path / "bad.csv")
+    assert code == 2
+    assert "'x2'" in err and "row 3" in err
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "plot"])
+def test_missing_run_directory(
+    command: str, cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = [command, tmp_path / "no_such_run"] + ([cases["multi"].test_csv] if command != "plot" else [])
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert "no_such_run" in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_eval_missing_csv(cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "eval", cases["multi"].run, tmp_path / "nope.csv")
+    assert code == 2 and "nope.csv" in err
+
+
+def test_eval_json_error_leaves_stdout_empty(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_cli(capsys, "eval", tmp_path / "missing", cases["multi"].test_csv, "--json")
+    assert code == 2 and out == "" and err
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def test_predict_classification_columns_and_row_order(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    case = cases["multi"]
+    frame = case.frame.drop(columns=["label"]).assign(row_id=np.arange(len(case.frame))[::-1])
+    frame.to_csv(tmp_path / "features.csv", index=False)  # no label needed to predict
+    pred = predictions(capsys, case, tmp_path / "features.csv")
+    assert len(pred) == len(frame)
+    assert pred["row_id"].tolist() == frame["row_id"].tolist()  # input rows, in order
+    assert {"prediction", "prob_cat", "prob_dog", "prob_fox"} <= set(pred.columns)
+    probs = pred[["prob_cat", "prob_dog", "prob_fox"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert pred["prediction"].tolist() == [["cat", "dog", "fox"][i] for i in probs.argmax(axis=1)]
+    np.testing.assert_allclose(pred[["f1", "f2", "f3", "f4"]].to_numpy(), frame[["f1", "f2", "f3", "f4"]].to_numpy())
+
+
+def test_predict_matches_the_python_api(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    case = cases["multi"]
+    expected = nnctl.load_run(case.run).predict(case.frame)
+    pred = predictions(capsys, case)
+    np.testing.assert_array_equal(
+        pred["prob_dog"].to_numpy(), expected["prob_dog"].to_numpy()
+    )  # CSV round-trips exactly
+
+
+def test_predict_binary_has_both_probability_columns(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pred = predictions(capsys, cases["binary"])
+    assert {"prediction", "prob_no", "prob_yes"} <= set(pred.columns)
+    np.testing.assert_allclose(pred["prob_no"] + pred["prob_yes"], 1.0, rtol=0, atol=1e-12)
+    assert pred["prediction"].tolist() == ["yes" if p >= 0.5 else "no" for p in pred["prob_yes"]]
+    assert len(pred) == 21
+
+
+def test_predict_regression_columns(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    pred = predictions(capsys, cases["regression"])
+    assert {"predicted_y1", "predicted_y2"} <= set(pred.columns)
+    assert not any(c.startswith("prob_") or c == "prediction" for c in pred.columns)
+    assert len(pred) == 21
+    assert pred["y1"].tolist() == pytest.approx(cases["regression"].frame["y1"].tolist())
+
+
+def test_predict_to_file_leaves_stdout_empty(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "out" / "predictions.csv"
+    code, out, err = run_cli(capsys, "predict", cases["binary"].run, cases["binary"].test_csv, "-o", target)
+    assert code == 0
+    assert out == ""
+    assert "21" in err and "predictions.csv" in err
+    written = pd.read_csv(target)
+    assert len(written) == 21 and {"prob_no", "prob_yes", "prediction"} <= set(written.columns)
+    assert written.equals(predictions(capsys, cases["binary"]))  # the same text as on stdout
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def test_summary_json(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "summary", cases["multi"].config, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n_features"] == 4 and result["n_outputs"] == 3
+    assert [layer["module"] for layer in result["layers"]] == [
+        "input",
+        "fully_connected",
+        "tanh",
+        "fully_connected",
+        "softmax",
+    ]
+    # D*K + K for each fully_connected: 4*8 + 8 and 8*3 + 3
+    assert [layer["parameters"] for layer in result["layers"]] == [0, 4 * 8 + 8, 0, 8 * 3 + 3, 0]
+    assert result["total_parameters"] == 4 * 8 + 8 + 8 * 3 + 3
+    assert [layer["output_shape"][1] for layer in result["layers"]] == [4, 8, 8, 3, 3]
+    chain = result["jacobian_chain"]
+    # ∂J/∂ŷ · ∂ŷ/∂h4 (softmax) · ∂h4/∂h3 (Wᵀ) · ∂h3/∂h2 (tanh) · ∂h2/∂h1 (Wᵀ) · ∂h1/∂x (input)
+    assert [f["shape"] for f in chain] == [[1, 3], [3, 3], [3, 8], [8, 8], [8, 4], [4, 4]]
+    assert [(f["of"], f["by"]) for f in chain[:2]] == [("J", "ŷ"), ("ŷ", "h4")]
+    assert chain[-1]["by"] == "x"
+    assert result["objective"] == "cross_entropy"
+    assert result["train_rows"] == 60
+
+
+def test_summary_regression_json(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "summary", cases["regression"].config, "--json")
+    result = json.loads(out)
+    assert code == 0
+    assert result["total_parameters"] == 3 * 6 + 6 + 6 * 2 + 2
+    assert result["jacobian_chain"][0]["shape"] == [1, 2]
+
+
+def test_summary_table_and_chain(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "summary", cases["multi"].config)
+    assert code == 0, err
+    text = flat(out)
+    for word in ("module", "output shape", "parameters", "fully_connected", "softmax", "total", "(N, 8)", "(N, 3)"):
+        assert word in text
+    assert re.search(r"total\b.*\b67\b", out)
+    assert "∂J/∂ŷ ∈ R^{1×3} · ∂ŷ/∂h4 ∈ R^{3×3} · ∂h4/∂h3 ∈ R^{3×8} · ∂h3/∂h2 ∈ R^{8×8}" in text
+    assert "60 training rows" in text
+
+
+def test_summary_does_not_train(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run_cli(capsys, "summary", cases["binary"].config)
+    assert code == 0
+    assert list(tmp_path.iterdir()) == []  # no run directory written
+
+
+def test_summary_rejects_a_width_mismatch(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "summary", cases["multi"].config, "--set", "layers.3.fully_connected.units=4")
+    assert code == 2
+    assert "layers[3].fully_connected.units" in err and "3" in err
+    assert out == ""
+
+
+def test_summary_missing_data_column(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "summary", cases["multi"].config, "--set", "data.target=species")
+    assert code == 2 and "'species'" in err
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def test_plot_writes_a_labelled_png(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    figures = []
+    original_close = plt.close
+
+    def close(fig=None):
+        figures.append(fig)
+        return original_close(fig)
+
+    monkeypatch.setattr(plt, "close", close)
+    target = tmp_path / "curves.png"
+    code, out, err = run_cli(capsys, "plot", cases["binary"].run, "-o", target)
+    assert code == 0, err
+    assert target.read_bytes()[:8] == PNG_SIGNATURE
+    assert "curves.png" in flat(out)
+    (fig,) = figures
+    loss_ax, metric_ax = fig.axes
+    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "loss")
+    assert (metric_ax.get_xlabel(), metric_ax.get_ylabel()) == ("epoch", "accuracy")
+    assert loss_ax.get_title() and fig._suptitle is not None and "binary" in fig._suptitle.get_text()
+    assert {line.get_label() for line in loss_ax.get_lines()} == {"train", "validation"}  # binary has a validation CSV
+    assert len(loss_ax.get_lines()[0].get_xdata()) == 25  # one point per epoch
+
+
+def test_plot_default_path_inside_the_run(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run_cli(capsys, "plot", cases["regression"].run)
+    assert code == 0
+    png = cases["regression"].run / "learning_curves.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_plot_without_matplotlib_says_how_to_install(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    code, out, err = run_cli(capsys, "plot", cases["multi"].run, "-o", tmp_path / "x.png")
+    assert code == 2
+    assert "matplotlib" in err and "pip install" in err
+    assert "Traceback" not in err and out == ""
+    assert not (tmp_path / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------- train's sparkline
+
+
+def test_train_summary_shows_a_loss_sparkline(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_cli(
+        capsys, "train", cases["multi"].config, "--out", tmp_path / "run", "--set", "training.epochs=6"
+    )
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "train loss" in line)
+    assert re.search(f"[{SPARKS}]{{6}}", line), line  # one character per epoch
+    assert str(tmp_path / "run") in flat(out)
+
+
+def test_train_quiet_prints_nothing(cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run_cli(
+        capsys, "train", cases["multi"].config, "--out", tmp_path / "run", "-q", "--set", "training.epochs=2"
+    )
+    assert code == 0 and out == "" and err == ""

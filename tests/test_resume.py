@@ -1,0 +1,394 @@
+"""Ctrl-C and `--resume` (SPEC §4): an interrupted run, resumed, ends bit for bit where an uninterrupted one does.
+
+The library tests interrupt with a real SIGINT sent from a progress callback (the path Ctrl-C takes);
+one test interrupts the `nnctl` console script itself and runs the resume command it prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import nnctl.experiment
+from nnctl.cli import main
+from nnctl.config import load_config
+from nnctl.experiment import train
+
+
+def write_csv(path: Path, rows: int, seed: int, noise: float, task: str = "classification") -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 3))
+    score = X @ np.array([1.0, -1.0, 0.5]) + noise * rng.normal(size=rows)
+    target = {"label": np.where(score > 0, "yes", "no")} if task == "classification" else {"y": score}
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **target}).to_csv(path, index=False)
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """Noisy labels, 44 training rows in batches of 8 (6 batches, the last one short), a net wide enough to overfit."""
+    write_csv(tmp_path / "train.csv", 44, seed=1, noise=1.5)
+    write_csv(tmp_path / "valid.csv", 40, seed=2, noise=1.5)
+    config = {
+        "seed": 3,
+        "data": {"train": "train.csv", "validation": "valid.csv", "target": "label"},
+        "layers": [
+            {"input": {"normalize": "zscore"}},
+            {"fully_connected": {"units": 16}},
+            "tanh",
+            {"fully_connected": {"units": 2}},
+            "softmax",
+        ],
+        "objective": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "training": {"epochs": 8, "batch_size": 8, "shuffle": True},
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+BATCHES = 6  # per epoch with the fixture's data
+
+
+class SigintAfter:
+    """A progress callback that sends this process SIGINT after its n-th batch, as Ctrl-C would."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches, self.seen = batches, 0
+
+    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
+        self.seen += 1
+        if self.seen == self.batches:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_epoch_end(self, record: dict[str, Any], state: Any) -> None:
+        pass
+
+
+def arrays(run: Path) -> dict[str, np.ndarray]:
+    with np.load(run / "model.npz", allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Weights byte for byte, and every history.csv value except the wall-clock `seconds`, as written."""
+    wa, wb = arrays(a), arrays(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert wa[name].dtype == wb[name].dtype and wa[name].tobytes() == wb[name].tobytes(), f"{name} differs"
+    ha = pd.read_csv(a / "history.csv", dtype=str).drop(columns="seconds")
+    hb = pd.read_csv(b / "history.csv", dtype=str).drop(columns="seconds")
+    pd.testing.assert_frame_equal(ha, hb)
+    ma, mb = (json.loads((p / "model.json").read_text()) for p in (a, b))
+    assert (ma["status"], ma["best_epoch"], ma["epochs_completed"]) == (
+        mb["status"],
+        mb["best_epoch"],
+        mb["epochs_completed"],
+    )
+
+
+# ----------------------------------------------------------------------------- library: exact resume
+
+CASES = {
+    "adam": [],
+    "momentum": ["optimizer.name=momentum", "optimizer.learning_rate=0.02"],
+    "early-stopping": ["training.early_stopping.patience=2", "training.epochs=30"],
+    "momentum-early-stopping": ["optimizer.name=momentum", "training.early_stopping.patience=2", "training.epochs=30"],
+    "no-shuffle-float32": ["training.shuffle=false", "dtype=float32"],
+    "regression-weight-decay": [
+        "objective=squared_error",
+        "layers.4=linear",
+        "layers.3.fully_connected.units=1",
+        "data.target=y",
+        "optimizer.weight_decay=0.01",
+        "optimizer.learning_rate=0.01",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("stop_after", [BATCHES + 3, 2 * BATCHES], ids=["mid-epoch", "epoch-boundary"])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(cfg: Path, case: str, stop_after: int) -> None:
+    overrides = CASES[case]
+    if case.startswith("regression"):
+        write_csv(cfg.parent / "train.csv", 44, seed=1, noise=0.5, task="regression")
+        write_csv(cfg.parent / "valid.csv", 40, seed=2, noise=0.5, task="regression")
+    whole = train(load_config(cfg, overrides), out=cfg.parent / "whole")
+    if "early" in case:  # the rule must fire after the interruption, so the resumed run has to carry its state
+        assert whole.status == "early_stopping" and whole.state.epoch > stop_after // BATCHES
+
+    handler = signal.getsignal(signal.SIGINT)
+    cut = train(
+        load_config(cfg, overrides), out=cfg.parent / "cut", callback=SigintAfter(stop_after), handle_sigint=True
+    )
+    assert cut.status == "interrupted"
+    assert (cut.state.epoch, cut.state.batch) == divmod(stop_after, BATCHES)
+    state = json.loads((cut.path / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["batch"], state["stop_reason"]) == (*divmod(stop_after, BATCHES), "interrupted")
+    assert state["optimizer_step"] == stop_after
+    assert signal.getsignal(signal.SIGINT) is handler  # nnctl's handler is gone again
+
+    resumed = train(load_config(cfg, overrides), resume=cut.path)
+    assert resumed.status == whole.status
+    assert_same_run(whole.path, resumed.path)
+
+
+def test_a_run_interrupted_twice_still_matches(cfg: Path) -> None:
+    whole = train(load_config(cfg), out=cfg.parent / "whole")
+    cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(4), handle_sigint=True)
+    again = train(load_config(cfg), resume=cut.path, callback=SigintAfter(2 * BATCHES + 1), handle_sigint=True)
+    assert again.status == "interrupted" and (again.state.epoch, again.state.batch) == (2, 5)
+    train(load_config(cfg), resume=cut.path)
+    assert_same_run(whole.path, cut.path)
+
+
+def test_periodic_checkpoints_do_not_change_the_result(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet = train(load_config(cfg), out=cfg.parent / "quiet")
+    monkeypatch.setattr(nnctl.experiment, "CHECKPOINT_EVERY_SECONDS", -1.0)  # save after every epoch
+    busy = train(load_config(cfg), out=cfg.parent / "busy")
+    assert_same_run(quiet.path, busy.path)
+
+
+def test_raising_epochs_continues_a_finished_run(cfg: Path) -> None:
+    whole = train(load_config(cfg, ["training.epochs=12"]), out=cfg.parent / "whole")
+    short = train(load_config(cfg, ["training.epochs=5"]), out=cfg.parent / "short")
+    assert short.status == "epochs"
+    longer = train(load_config(cfg, ["training.epochs=12"]), resume=short.path)
+    assert longer.state.epoch == 12
+    assert_same_run(whole.path, longer.path)
+    assert yaml.safe_load((longer.path / "config.yaml").read_text())["training"]["epochs"] == 12
+
+
+# ----------------------------------------------------------------------------- CLI: what may and may not be resumed
+
+
+def test_resume_with_a_different_config_names_the_keys(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = str(cfg.parent / "run")
+    assert main(["train", str(cfg), "--out", run, "--quiet"]) == 0
+    before = arrays(Path(run))
+    capsys.readouterr()
+    overrides = ["--set", "optimizer.learning_rate=0.5", "--set", "layers.1.fully_connected.units=4"]
+    assert main(["train", str(cfg), "--resume", run, *overrides, "--set", "training.epochs=20"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.learning_rate" in err and "layers[1].fully_connected.units" in err
+    assert "training.epochs" in err  # the remedy: the only key that may change
+    assert all(np.array_equal(before[k], a) for k, a in arrays(Path(run)).items())
+
+
+def test_resume_with_more_epochs_through_the_cli(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    whole, run = str(cfg.parent / "whole"), str(cfg.parent / "run")
+    assert main(["train", str(cfg), "--out", whole, "--quiet", "--set", "training.epochs=11"]) == 0
+    assert main(["train", str(cfg), "--out", run, "--quiet", "--set", "training.epochs=4"]) == 0
+    assert main(["train", str(cfg), "--resume", run, "--set", "training.epochs=11"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("epoch ")] == [
+        f"{e}/11" for e in range(5, 12)
+    ]
+    assert_same_run(Path(whole), Path(run))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], "nothing to resume: the run finished after 8 epoch(s)"),
+        (["training.epochs=3"], "nothing to resume: the run finished after 8 epoch(s)"),
+    ],
+)
+def test_a_finished_run_has_nothing_to_resume(
+    cfg: Path, capsys: pytest.CaptureFixture[str], overrides: list[str], message: str
+) -> None:
+    run = str(cfg.parent / "run")
+    assert main(["train", str(cfg), "--out", run, "--quiet"]) == 0
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert main(["train", str(cfg), "--resume", run, *sets]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "training.epochs" in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["training.early_stopping.patience=1", "training.epochs=40"], "early_stopping"),
+        (["training.tolerance=100", "training.epochs=40"], "tolerance"),
+    ],
+)
+def test_a_run_stopped_by_its_own_rule_is_not_resumed(
+    cfg: Path, capsys: pytest.CaptureFixture[str], overrides: list[str], reason: str
+) -> None:
+    run = cfg.parent / "run"
+    result = train(load_config(cfg, overrides), out=run)
+    assert result.status == reason and result.state.epoch < 40
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "--resume",
+                str(run),
+                *[a for o in overrides for a in ("--set", o)],
+                "--set",
+                "training.epochs=80",
+            ]
+        )
+        == 2
+    )
+    assert (
+        f"nothing to resume: the run stopped after {result.state.epoch} epoch(s) by {reason}" in capsys.readouterr().err
+    )
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(2 * BATCHES + 2), handle_sigint=True)
+    assert (cut.state.epoch, cut.state.batch) == (2, 2)
+    assert main(["train", str(cfg), "--resume", str(cut.path), "--set", "training.epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert "training.epochs" in err and "inside epoch 3" in err and "at least 3" in err
+    assert json.loads((cut.path / "checkpoint" / "state.json").read_text())["stop_reason"] == "interrupted"
+
+
+def test_resume_needs_a_run_directory(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cfg.parent / "empty").mkdir()
+    assert main(["train", str(cfg), "--resume", str(cfg.parent / "empty")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_a_diverged_run_is_not_resumed(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = str(cfg.parent / "run")
+    sets = [
+        "--set",
+        "objective=squared_error",
+        "--set",
+        "layers.4=linear",
+        "--set",
+        "data.target=y",
+        "--set",
+        "layers.3.fully_connected.units=1",
+        "--set",
+        "optimizer.name=sgd",
+        "--set",
+        "optimizer.learning_rate=1e6",
+    ]
+    write_csv(cfg.parent / "train.csv", 44, seed=1, noise=0.5, task="regression")
+    write_csv(cfg.parent / "valid.csv", 40, seed=2, noise=0.5, task="regression")
+    assert main(["train", str(cfg), "--out", run, "--quiet", *sets]) == 1
+    assert main(["train", str(cfg), "--resume", run, *sets, "--set", "training.epochs=50"]) == 2
+    assert "diverged" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Ctrl-C through the CLI
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`ctrl_c_at(n)`: the CLI's own progress display sends SIGINT after its n-th batch."""
+
+    def arm(batches: int) -> None:
+        from nnctl.render import TrainingDisplay
+
+        sender = SigintAfter(batches)
+        monkeypatch.setattr(TrainingDisplay, "on_batch_end", lambda self, *args: sender.on_batch_end(*args))
+
+    return arm
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(
+    cfg: Path, capsys: pytest.CaptureFixture[str], ctrl_c_at: Any
+) -> None:
+    run = cfg.parent / "run"
+    ctrl_c_at(BATCHES + 2)
+    assert main(["train", str(cfg), "--out", str(run), "--set", "training.epochs=9"]) == 130
+    out, err = capsys.readouterr()
+    assert [line.split()[1] for line in out.splitlines()] == ["1/9"]  # the finished epoch; no summary table
+    assert err.splitlines() == [
+        f"interrupted in epoch 2 after batch 2; checkpoint saved in {run}",
+        f"resume with: nnctl train {cfg} --resume {run} --set training.epochs=9",
+    ]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint",
+        "config.yaml",
+        "history.csv",
+        "model.json",
+        "model.npz",
+    ]
+    assert json.loads((run / "model.json").read_text())["status"] == "interrupted"
+    assert len(pd.read_csv(run / "history.csv")) == 1
+
+    assert main(["train", str(cfg), "--resume", str(run), "--set", "training.epochs=9", "--quiet"]) == 0
+    whole = train(load_config(cfg, ["training.epochs=9"]), out=cfg.parent / "whole")
+    assert_same_run(whole.path, run)
+
+
+def test_the_printed_resume_command_survives_spaces_in_paths(
+    cfg: Path, capsys: pytest.CaptureFixture[str], ctrl_c_at: Any
+) -> None:
+    run = cfg.parent / "my run"
+    ctrl_c_at(3)
+    assert main(["train", str(cfg), "--out", str(run), "--set", "optimizer.learning_rate=0.02", "--quiet"]) == 130
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("resume with: ")]
+    words = shlex.split(line[len("resume with: ") :])
+    assert words == ["nnctl", "train", str(cfg), "--resume", str(run), "--set", "optimizer.learning_rate=0.02"]
+
+
+# ------------------------------------------------------------- the real thing: Ctrl-C on the console script
+
+
+def console_script() -> list[str]:
+    script = Path(sys.executable).with_name("nnctl")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nnctl"]
+
+
+def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS")}
+    run = cfg.parent / "interrupted"
+    # Far more epochs than can finish: the pipe fills after a few hundred unread lines and blocks the child.
+    command = [*console_script(), "train", str(cfg), "--out", str(run), "--set", "training.epochs=100000"]
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cfg.parent
+    )
+    try:
+        first = child.stdout.readline()
+        assert first.startswith("epoch 1/100000  loss "), first + child.stderr.read()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["stop_reason"] == "interrupted" and state["epoch"] >= 1
+    where = f"in epoch {state['epoch'] + 1} after batch {state['batch']}" if state["batch"] else f"after epoch {state['epoch']}"
+    assert f"interrupted {where}; checkpoint saved in" in err
+    (line,) = [line for line in err.splitlines() if "--resume" in line]  # one line, never wrapped
+    printed = shlex.split(line.split("resume with:", 1)[1])
+    assert printed[:2] == ["nnctl", "train"] and printed[printed.index("--resume") + 1] == str(run)
+    assert printed[-2:] == ["--set", "training.epochs=100000"]  # the overrides come along
+
+    # Run that command, with fewer epochs so it ends soon (epochs may change on resume) ...
+    epochs = state["epoch"] + 3
+    done = subprocess.run(
+        [*console_script(), *printed[1:], "--set", f"training.epochs={epochs}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cfg.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "\x1b[" not in done.stdout and "\r" not in done.stdout
+    shown = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    assert shown == [f"{e}/{epochs}" for e in range(state["epoch"] + 1, epochs + 1)]  # it continues, not restarts
+    # ... and compare with a run that was never interrupted.
+    whole = train(load_config(cfg, [f"training.epochs={epochs}"]), out=cfg.parent / "whole")
+    assert_same_run(whole.path, run)
