@@ -2,8 +2,10 @@
 
 Every dataset comes from the copy bundled with scikit-learn (``load_*``,
 never ``fetch_*``), so nothing is downloaded. Splits use
-``train_test_split(test_size=0.2, random_state=0)``, stratified for
-classification, so running this script twice writes identical files.
+``train_test_split(test_size=0.2, random_state=0)``, stratified by class
+for classification and by target decile for regression (so the test split
+covers the target's whole range), and running this script twice writes
+identical files.
 
 scikit-learn is needed only here; nnctl itself never imports it.
 
@@ -66,11 +68,11 @@ def wine() -> pd.DataFrame:
     return df
 
 
-# name -> (loader, target column, stratify?)
+# name -> (loader, target column, stratify?): classes, or deciles of a numeric target
 SPLITS: dict[str, tuple[Callable[[], pd.DataFrame], str, bool]] = {
     "iris": (iris, "species", True),
     "breast_cancer": (breast_cancer, "diagnosis", True),
-    "diabetes": (diabetes, "progression", False),
+    "diabetes": (diabetes, "progression", True),
     "digits": (digits, "digit", True),
     "wine": (wine, "cultivar", True),
 }
@@ -82,6 +84,13 @@ def write(df: pd.DataFrame, filename: str) -> None:
     print(f"{filename}: {len(df)} rows")
 
 
+def strata(target: pd.Series) -> pd.Series:
+    """Class labels as they are; a float target binned into its deciles."""
+    if pd.api.types.is_float_dtype(target):
+        return pd.qcut(target, 10, labels=False, duplicates="drop")
+    return target
+
+
 def main() -> None:
     for name, (load, target, stratify) in SPLITS.items():
         df = load()
@@ -89,7 +98,7 @@ def main() -> None:
             df,
             test_size=TEST_SIZE,
             random_state=SEED,
-            stratify=df[target] if stratify else None,
+            stratify=strata(df[target]) if stratify else None,
         )
         write(train, f"{name}_train.csv")
         write(test, f"{name}_test.csv")

@@ -167,7 +167,7 @@ def summary(
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
     from nnctl.config import load_config
     from nnctl.experiment import prepare
-    from nnctl.render import summary_table
+    from nnctl.render import chain_table, summary_table
 
     prepared = prepare(load_config(config, set_))
     network, n_features = prepared.network, len(prepared.encoding.features)
@@ -189,10 +189,7 @@ def summary(
         )
         return
     out.print(summary_table(rows, n_features))
-    out.print(
-        "[bold]backprop chain (one row):[/] "
-        + " · ".join(f"∂{f['of']}/∂{f['by']} ∈ R^{{{f['shape'][0]}×{f['shape'][1]}}}" for f in chain)
-    )
+    out.print(chain_table(chain, n_features))
     validation = len(prepared.validation) if prepared.validation is not None else 0
     out.print(f"data: {len(prepared.train)} training rows, {validation} validation rows, {n_features} features")
 

@@ -29,6 +29,7 @@ class Module:
     """Base class: a parameter-free identity. Subclasses override what differs."""
 
     name: ClassVar[str] = "module"
+    jacobian_structure: ClassVar[str] = "diagonal"  # of ∂out/∂in per row: "diagonal", "full" or "Wᵀ"
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -84,9 +85,12 @@ class Input(Module):
         self.state["mean"][...] = x64.mean(axis=0, keepdims=True)
         self.state["std"][...] = std
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(x − μ) / σ; `out` lets the trainer normalise a whole data set straight into an array of its choosing."""
         self._n = x.shape[0]
-        return (x - self.state["mean"]) / self.state["std"]
+        out = np.subtract(x, self.state["mean"], out=out)
+        out /= self.state["std"]
+        return out
 
     def gradient(self) -> np.ndarray:
         return np.broadcast_to(1.0 / self.state["std"], (self._n, self.out_features)).copy()
@@ -102,6 +106,7 @@ class FullyConnected(Module):
     """H = X W + b with W (D, K) and b (1, K)."""
 
     name = "fully_connected"
+    jacobian_structure = "Wᵀ"
 
     def __init__(
         self,
@@ -244,6 +249,7 @@ class Softmax(Activation):
     """g_i = e^{z_i} / Σ_j e^{z_j}, computed after subtracting each row's max."""
 
     name = "softmax"
+    jacobian_structure = "full"
 
     def activate(self, z: np.ndarray) -> np.ndarray:
         e = z - np.maximum.reduce(z, axis=1, keepdims=True)  # (N, K); ufunc reductions skip ndarray.max's wrapper

@@ -95,10 +95,12 @@ class Network:
         rows = self.layer_table(n_features)
         names = ["x"] + [f"h{i + 1}" for i in range(len(rows) - 1)] + ["ŷ"]
         width = rows[-1]["output_shape"][1] if rows else n_features
-        chain = [{"of": "J", "by": "ŷ", "shape": [1, width], "module": self.objective.name}]
+        chain = [{"of": "J", "by": "ŷ", "shape": [1, width], "module": self.objective.name, "structure": "row"}]
         for row in reversed(rows):
             i = row["index"]
-            chain.append({"of": names[i + 1], "by": names[i], "shape": row["jacobian_shape"], "module": row["module"]})
+            structure = self.modules[i].jacobian_structure
+            factor = {"of": names[i + 1], "by": names[i], "shape": row["jacobian_shape"], "module": row["module"]}
+            chain.append(factor | {"structure": structure})
         return chain
 
     def __repr__(self) -> str:

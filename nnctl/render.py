@@ -204,3 +204,17 @@ def summary_table(rows: list[dict[str, Any]], n_features: int) -> Table:
     total = sum(r["parameters"] for r in rows)
     table.add_row("", "[bold]total", "", "", f"[bold]{total:,}")
     return table
+
+
+def chain_table(chain: list[dict[str, Any]], n_features: int) -> Table:
+    """Backprop's product for one row, objective first, as the course checks it: shapes must chain."""
+    product = " · ".join(f"∂{f['of']}/∂{f['by']} ∈ R^{{{f['shape'][0]}×{f['shape'][1]}}}" for f in chain)
+    title = f"backprop chain (one row): {product} → ∂J/∂x ∈ R^{{1×{n_features}}}"
+    table = Table(title=title, title_justify="left")
+    for col in ("factor", "shape", "module", "structure"):
+        table.add_column(col)
+    for f in chain:
+        rows, cols = f["shape"]
+        structure = {"row": "row vector", "diagonal": "diagonal (element-wise)", "full": "full (vector-Jacobian)", "Wᵀ": "Wᵀ (matmul)"}
+        table.add_row(f"∂{f['of']}/∂{f['by']}", f"R^{{{rows}×{cols}}}", f["module"], structure.get(f["structure"], f["structure"]))
+    return table

@@ -36,7 +36,6 @@ from nnctl.layers import (
 )
 
 EPS = 1e-7
-FD_STEP = 1e-5
 # Central differences with h = 1e-5 in float64: truncation h²·f‴/6 ≈ 1e-11 and rounding u·|f|/h ≈ 1e-10, both
 # relative to O(1) gradients here (inputs kept in 0.1 ≤ |x| ≤ 2). Measured errors are ≤ 1e-8, so 1e-6 is tight
 # while any real mistake (a sign, a missing /N, a transposed W, a wrong Jacobian term) gives errors of order 1.
@@ -171,15 +170,15 @@ def test_input_rejects_an_unknown_normalisation():
 
 
 @pytest.mark.parametrize(
-    ("cls", "z", "expected"),
+    ("cls", "epsilon", "expected"),
     [
-        (Logistic, 0.0, 0.251),  # 1/4 + 1e-3
-        (Tanh, 0.0, 1.5),  # 1 − 0 + 0.5
+        (Logistic, 1e-3, 0.251),  # g(0)(1 − g(0)) + ε = 1/4 + 1e-3
+        (Tanh, 0.5, 1.5),  # 1 − tanh(0)² + ε = 1 + 0.5
     ],
 )
-def test_epsilon_is_configurable(cls, z, expected):
-    m = cls(epsilon={Logistic: 1e-3, Tanh: 0.5}[cls])
-    m.forward(rows(z))
+def test_epsilon_is_configurable(cls, epsilon, expected):
+    m = cls(epsilon=epsilon)
+    m.forward(rows(0.0))
     assert_allclose(m.gradient(), [[expected]], rtol=1e-15)
 
 
@@ -206,10 +205,10 @@ def test_backward_and_parameter_gradients_match_central_differences(name, shape,
     def f() -> float:  # a random linear functional of the output: its gradient w.r.t. x is upstream · ∂out/∂x
         return float(np.sum(upstream * m.forward(x)))
 
-    check_close(analytic, central_difference(f, x, FD_STEP), FD_TOL, f"{name} δ")
+    check_close(analytic, central_difference(f, x), FD_TOL, f"{name} δ")
     assert set(grads) == set(m.params)
     for key, p in m.params.items():  # grads are of the batch mean: ∂J/∂W = Xᵀδ / N
-        check_close(grads[key], central_difference(f, p, FD_STEP) / N, FD_TOL, f"{name} {key}")
+        check_close(grads[key], central_difference(f, p) / N, FD_TOL, f"{name} {key}")
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))

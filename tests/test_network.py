@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import ACTIVATIONS, central_difference, check_close
+from helpers import ACTIVATIONS, STEP, central_difference, check_close
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -195,7 +195,6 @@ def test_a_float32_network_stays_float32(objective, optimizer):
 
 # ----------------------------------------------------------------------------- whole stacks against central differences
 
-STEP = 1e-5
 TOL = 1e-6
 ROUNDING = 10 * np.finfo(np.float64).eps  # per evaluation of the loss, relative to |J| (measured ≈ 1·u)
 
