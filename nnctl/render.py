@@ -184,7 +184,7 @@ def evaluation_tables(result: dict[str, Any], title: str) -> list[Table]:
 
 
 def gradcheck_table(checks: list[Any]) -> Table:
-    table = Table(title="gradient check (central differences, float64)", title_justify="left")
+    table = Table(title="gradient check (central differences, float64, ε = 0)", title_justify="left")
     for col in ("module", "parameter", "shape", "max abs error", "max rel error", "result"):
         table.add_column(col, justify="right" if "error" in col else "left")
     for c in checks:
