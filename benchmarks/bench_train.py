@@ -463,11 +463,26 @@ def describe_blas(blas: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def busy_seconds() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine has spent busy, CPU seconds of this process's finished children), Linux only."""
+    try:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)  # all but idle and iowait
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy / os.sysconf("SC_CLK_TCK"), children.ru_utime + children.ru_stime
+
+
 def suite(args: argparse.Namespace, env: dict[str, str], label: str) -> dict[str, Any]:
     systems = [s for s in args.systems if available(s)]
     skipped = [s for s in args.systems if s not in systems]
     rows = 6_000 if args.quick and not args.rows else args.rows
     results: dict[str, Any] = {"label": label, "skipped": skipped, "runs": {}, "gemm": {}, "blas": None}
+    results["load_before"] = os.getloadavg()[0]
+    started, busy_before = time.time(), busy_seconds()
     for workload in args.workloads:
         for dtype in args.dtypes:
             key = f"{workload}/{dtype}"
@@ -481,9 +496,14 @@ def suite(args: argparse.Namespace, env: dict[str, str], label: str) -> dict[str
                     results["blas"] = results["blas"] or out["blas"]
                     print(f"  {label:>9} {key:<11} {system:<12} run {rep + 1}: {out['samples'] / out['seconds']:>12,.0f} samples/s",
                           file=sys.stderr, flush=True)
+                if workload == "W1":  # the step's GEMMs alone, in the same round
+                    results["gemm"].setdefault(key, []).append(measure("gemm", workload, dtype, rows, env))
             results["runs"][key] = {"samples": samples, "seconds": times}
-            if workload == "W1":
-                results["gemm"][key] = measure("gemm", workload, dtype, rows, env)
+    results["load_after"] = os.getloadavg()[0]
+    busy_after = busy_seconds()
+    if busy_before and busy_after:  # CPU time of everything else on the machine, as a share of all CPUs
+        others = (busy_after[0] - busy_before[0]) - (busy_after[1] - busy_before[1])
+        results["others_share"] = max(0.0, others) / ((time.time() - started) * (os.cpu_count() or 1))
     return results
 
 
@@ -493,6 +513,10 @@ def median_rate(run: dict[str, Any], system: str) -> float:
 
 def report(results: dict[str, Any]) -> str:
     lines = [f"### {results['label']}", "", f"BLAS: {describe_blas(results['blas'] or [])}", ""]
+    others = results.get("others_share")
+    if others is not None:
+        lines += [f"Other processes used {others:.0%} of the machine's CPU time during these measurements"
+                  + (" — expect noise; rerun when the machine is idle." if others > 0.05 else "."), ""]
     if results["skipped"]:
         lines += [f"Not installed, skipped: {', '.join(results['skipped'])}", ""]
     lines += ["| workload | dtype | system | samples/s (median) | spread (min–max) | nnctl ÷ system | target |",
@@ -509,7 +533,8 @@ def report(results: dict[str, Any]) -> str:
             if target is not None and nnctl:
                 goal = f"≥ {target}× {'✓' if nnctl / rate >= target else '✗'}"
             lines.append(f"| {workload} | {dtype} | {system} | {rate:,.0f} | {spread} | {ratio} | {goal} |")
-    for key, gemm in results["gemm"].items():
+    for key, gemms in results["gemm"].items():
+        gemm = {k: statistics.median(g[k] for g in gemms) for k in ("seconds_per_step", "step_gflops", "peak_gflops", "flops_per_step")}
         run = results["runs"][key]
         if "nnctl" not in run["seconds"]:
             continue

@@ -57,7 +57,7 @@ def _root(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set training.epochs=5.")] = [],  # noqa: B006
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: OUTPUT/NAME).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
@@ -90,8 +90,8 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
-    csv: Annotated[Path, typer.Argument(help="Labelled CSV to evaluate on.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    csv: Annotated[Path, typer.Argument(metavar="CSV", help="Labelled CSV to evaluate on.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Loss and metrics of a trained model on a held-out CSV."""
@@ -110,8 +110,8 @@ def evaluate(
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
-    csv: Annotated[Path, typer.Argument(help="CSV with the model's feature columns.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    csv: Annotated[Path, typer.Argument(metavar="CSV", help="CSV with the model's feature columns.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to this CSV (default: stdout).")] = None,
 ) -> None:
     """Predictions for every row of a CSV."""
@@ -131,7 +131,7 @@ def predict(
 
 @app.command()
 def gradcheck(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config (default: every built-in module).")] = None,
+    config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="YAML config (default: every built-in module).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows of training data to check on.")] = 8,
     eps: Annotated[float, typer.Option("--eps", min=1e-12, help="Finite-difference step.")] = 1e-6,
@@ -160,7 +160,7 @@ def gradcheck(
 
 @app.command()
 def summary(
-    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -196,7 +196,7 @@ def summary(
 
 @app.command()
 def plot(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file (default: RUN/learning_curves.png).")] = None,
 ) -> None:
     """Learning curves of a run as a PNG."""

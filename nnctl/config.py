@@ -8,6 +8,7 @@ The checks that need the data (widths vs classes) happen when the network is bui
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,8 @@ from nnctl.objectives import OBJECTIVES
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `units: true` or `epochs: "10"` is a type error, not 1 or 10; numbers must be finite
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- layer options
@@ -77,8 +79,8 @@ class LayerSpec(Schema):
 
 
 class DataConfig(Schema):
-    train: Path = Field(description="training CSV (relative to the config file)")
-    validation: Path | None = Field(None, description="validation CSV")
+    train: Path = Field(strict=False, description="training CSV (relative to the config file)")
+    validation: Path | None = Field(None, strict=False, description="validation CSV")
     validation_split: float | None = Field(None, gt=0, lt=1, description="fraction of train held out")
     target: str | list[str] = Field(description="target column, or list of columns")
     features: list[str] | None = Field(None, min_length=1, description="feature columns; default all others")
@@ -174,6 +176,22 @@ def rngs(seed: int) -> dict[str, np.random.Generator]:
     }
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that also reads YAML 1.2 floats without a dot (`1e-3`), which YAML 1.1 leaves as strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """yaml.safe_load, plus YAML 1.2 floats such as `1e-3`."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a config file safely; errors name the file and line."""
     try:
@@ -182,10 +200,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML config file") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -198,48 +218,58 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], path: Path) -> set[str]:
-    """Apply `a.b=value` overrides (values parsed as YAML scalars); returns the dotted keys set."""
+    """Apply `a.b=value` overrides (values parsed as YAML scalars); returns the dotted keys set.
+
+    `layers.1.fully_connected.units=4` and `layers[1].fully_connected.units=4` (as messages print it) are the same key.
+    """
     touched = set()
     for item in overrides:
         key, sep, text = item.partition("=")
-        key = key.strip()
+        key = re.sub(r"\[(-?\d+)\]", r".\1", key.strip())
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=5")
+            raise ConfigError(f"{path}: --set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=5")
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError:
             value = text
         parts = key.split(".")
         node: Any = raw
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):
-                node = _list_item(node, part, ".".join(parts[: i + 1]), item)
+                node = _list_item(node, part, ".".join(parts[: i + 1]), f"{path}: --set {item!r}")
+                option = parts[i + 1]
+                if parts[:i] == ["layers"] and isinstance(node, dict) and len(node) == 1 and option not in node:
+                    (kind,) = node
+                    raise ConfigError(
+                        f"{path}: --set {item!r}: layers[{part}] is a {kind!r} layer; its options are set with "
+                        f"layers.{part}.{kind}.{option}=VALUE (or replace the layer with layers.{part}=NAME)"
+                    )
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:i])} is not a mapping")
+                raise ConfigError(f"{path}: --set {item!r}: {'.'.join(parts[:i])} is not a mapping")
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
         last = parts[-1]
         if isinstance(node, list):
-            index = _list_index(node, last, key, item)
+            index = _list_index(node, last, key, f"{path}: --set {item!r}")
             node[index] = value
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:-1])} is not a mapping")
+            raise ConfigError(f"{path}: --set {item!r}: {'.'.join(parts[:-1])} is not a mapping")
         touched.add(key)
     return touched
 
 
-def _list_index(node: list, part: str, key: str, item: str) -> int:
+def _list_index(node: list, part: str, key: str, where: str) -> int:
     if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-        raise ConfigError(f"--set {item!r}: {key}: expected an index from 0 to {len(node) - 1}")
+        raise ConfigError(f"{where}: {key}: expected an index from 0 to {len(node) - 1}")
     return int(part)
 
 
-def _list_item(node: list, part: str, key: str, item: str) -> Any:
-    index = _list_index(node, part, key, item)
+def _list_item(node: list, part: str, key: str, where: str) -> Any:
+    index = _list_index(node, part, key, where)
     value = node[index]
     if isinstance(value, str):  # a bare layer name becomes a mapping so options can be set
         value = node[index] = {value: {}}
@@ -258,9 +288,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     config = validate_config(raw, path, touched)
     base = path.resolve().parent
     data = config.data
-    data.train = (base / data.train).resolve()
-    if data.validation is not None:
-        data.validation = (base / data.validation).resolve()
+    for key in ("train", "validation"):
+        value = getattr(data, key)
+        if value is not None:
+            try:
+                setattr(data, key, (base / value).resolve())
+            except (OSError, ValueError) as exc:  # a NUL byte, a name too long
+                raise ConfigError(f"{path}: data.{key}: expected a file path, got {str(value)!r} ({exc})") from None
     if config.name is None:
         config.name = path.stem
     config._source = str(path)
@@ -274,7 +308,7 @@ def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: s
     except ValidationError as exc:
         problems = _merge([_describe(err, touched, raw=raw) for err in exc.errors()])
         raise ConfigError(_join(path, problems)) from None
-    problems = check_layers(config) + check_objective(config) + check_training(config)
+    problems = check_layers(config, touched) + check_objective(config) + check_training(config)
     if problems:
         raise ConfigError(_join(path, problems))
     return config
@@ -286,7 +320,7 @@ def _join(path: Path | str, problems: list[str]) -> str:
     return f"{path}: {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
-def check_layers(config: Config) -> list[str]:
+def check_layers(config: Config, touched: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Second pass: every layer is known, its options fit its schema, and `input` comes first."""
     problems = []
     for i, layer in enumerate(config.layers):
@@ -303,7 +337,7 @@ def check_layers(config: Config) -> list[str]:
         except ValidationError as exc:
             for err in exc.errors():
                 problems.append(
-                    _describe(err, set(), prefix=(f"layers[{i}]", str(layer.kind)), model=schema, raw=layer.options)
+                    _describe(err, touched, prefix=(f"layers[{i}]", str(layer.kind)), model=schema, raw=layer.options)
                 )
     return problems
 
@@ -317,13 +351,19 @@ def check_objective(config: Config) -> list[str]:
     needs = {"cross_entropy": ("softmax",), "log_loss": ("logistic", "sigmoid")}.get(config.objective)
     if needs and last not in needs:
         what = "class probabilities that sum to 1" if config.objective == "cross_entropy" else "probabilities in (0, 1)"
-        fix = "softmax" if config.objective == "cross_entropy" else "logistic (or sigmoid)"
-        extra = ""
-        if config.objective == "log_loss" and last == "softmax":
-            extra = " (softmax with log_loss over one column always outputs 1; use cross_entropy for several classes)"
+        fix = "softmax" if config.objective == "cross_entropy" else "logistic or sigmoid"
+        softmax_log_loss = config.objective == "log_loss" and last == "softmax"
+        why = ", and softmax over one column always outputs 1" if softmax_log_loss else ""
+        extra = " (or use cross_entropy for one column of several classes)" if softmax_log_loss else ""
         return [
             f"objective: {config.objective} needs {what} from the last layer, but layers[{len(config.layers) - 1}] "
-            f"is {last!r}; end the stack with {fix}{extra}"
+            f"is {last!r}{why}; end the stack with {fix}{extra}"
+        ]
+    targets = config.data.targets
+    if config.objective == "cross_entropy" and len(targets) > 1:
+        return [
+            f"data.target: cross_entropy takes one column of class labels, got {len(targets)} columns {targets}; "
+            "for several 0/1 columns use log_loss with a logistic output"
         ]
     return []
 
@@ -378,9 +418,8 @@ def _user_loc(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
     and keep every part that is one of its keys or indices, so a user's own key `str` stays."""
     out, node = [], raw
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)):
             node = node[part]
         elif isinstance(part, str) and ("[" in part or part in _UNION_TAGS):
             continue
@@ -401,22 +440,33 @@ def _describe(
     loc = _user_loc(tuple(err["loc"]), raw)
     key = ".".join(filter(None, [*prefix, _dotted(loc)]))
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    source = " (from --set)" if _dotted(loc) in touched else ""
+    dotted = re.sub(r"\[(-?\d+)\]", r".\1", key)  # as --set writes it; an override at, above or below it counts
+    set_here = any(f"{dotted}.".startswith(f"{t}.") or f"{t}.".startswith(f"{dotted}.") for t in touched)
+    source = " (from --set)" if set_here else ""
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
         hint = _suggest(loc[-1], parent.model_fields) if parent and loc else ""
         valid = f"; valid keys: {', '.join(parent.model_fields)}" if parent else ""
+        if parent is not None and not parent.model_fields:
+            valid = f"; {prefix[-1] if prefix else 'this'} takes no options"
         return f"{key}: unknown key{source}{hint or valid}"
+    if kind == "invalid_key":
+        return f"{_dotted(loc[:-1]) or 'config'}: keys must be names (strings), got {value!r}"
     if kind == "missing":
         return f"{key}: required key is missing"
     if kind == "value_error":
         message = str(ctx.get("error", err["msg"]))
+        field, sep, rest = message.partition(": ")
+        if sep and re.fullmatch(r"[a-z_]+", field):  # "target: ..." raised by the section's own check
+            return f"{key}.{field}: {rest}" if key else message
         return f"{key}: {message}" if key else message
+    bound = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
     expected = {
-        "greater_than": f"a number > {ctx.get('gt')}",
-        "greater_than_equal": f"a number ≥ {ctx.get('ge')}",
-        "less_than": f"a number < {ctx.get('lt')}",
-        "less_than_equal": f"a number ≤ {ctx.get('le')}",
+        "greater_than": "a positive number" if ctx.get("gt") == 0 else f"a number > {bound.get('gt')}",
+        "greater_than_equal": f"a number ≥ {bound.get('ge')}",
+        "less_than": f"a number < {bound.get('lt')}",
+        "less_than_equal": f"a number ≤ {bound.get('le')}",
+        "finite_number": "a finite number",
         "int_type": "an integer",
         "int_parsing": "an integer",
         "int_from_float": "a whole number",
@@ -433,8 +483,8 @@ def _describe(
         "too_short": f"at least {ctx.get('min_length')} item(s)",
         "path_type": "a file path",
     }.get(kind, err["msg"].lower())
-    if kind == "greater_than_equal" and ctx.get("ge") == 1 and isinstance(value, int):
-        expected = "a positive integer"
+    if kind == "greater_than_equal" and ctx.get("ge") in (0, 1) and isinstance(value, int):
+        expected = "a positive integer" if ctx.get("ge") == 1 else "a non-negative integer"
     return f"{key}: expected {expected}, got {value!r}{source}"
 
 

@@ -6,6 +6,7 @@ Every problem is a DataError naming the file, the column and the first offending
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,18 +55,44 @@ class Dataset:
         return Dataset(self.X[index], self.Y[index], source)
 
 
+CHUNKED_READ_BYTES = 64 * 2**20  # files larger than this are parsed about this much text at a time
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """pandas.read_csv (C engine). A large file is parsed in chunks and concatenated: the peak memory stays
+    near twice the frame, where one read_csv call peaks above three times (it concatenates and then
+    consolidates its internal chunks); the frame, dtypes and errors are the same."""
+    size = path.stat().st_size
+    if size <= CHUNKED_READ_BYTES:
+        return pd.read_csv(path, skipinitialspace=True)
+    with open(path, "rb") as file:
+        head = file.read(1 << 16)
+    rows = max(1_000, CHUNKED_READ_BYTES * max(head.count(b"\n"), 1) // max(len(head), 1))
+    with pd.read_csv(path, skipinitialspace=True, chunksize=rows) as reader:
+        return pd.concat(reader, ignore_index=True)
+
+
 def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
     """Read a CSV; a missing, empty or header-only file is a DataError naming it."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, or holding a NUL byte
+        raise DataError(f"{what}: cannot open {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not exists:
         raise DataError(f"{what}: file not found: {path}")
-    if path.is_dir():
+    if is_dir:
         raise DataError(f"{what}: {path} is a directory, expected a CSV file")
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        frame = _read(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
     except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found:
+            expected, line, saw = found.groups()
+            message = f"{what}: {path}, line {line}: expected {expected} fields like the header, got {saw}"
+            raise DataError(message) from None
         raise DataError(f"{what}: {path} is not a valid CSV: {str(exc).strip()}") from None
     except UnicodeDecodeError:
         raise DataError(f"{what}: {path} is not UTF-8 text") from None
@@ -73,22 +100,35 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     if len(frame) == 0:
         raise DataError(f"{what}: {path} has a header but no rows")
-    duplicated = [c for c in frame.columns if isinstance(c, str) and "." in c and c.rsplit(".", 1)[0] in frame.columns]
-    if duplicated:
-        raise DataError(f"{what}: {path} has a repeated column name: {duplicated[0].rsplit('.', 1)[0]!r}")
+    if any(isinstance(c, str) and "." in c and c.rsplit(".", 1)[0] in frame.columns for c in frame.columns):
+        # pandas renames a repeated `a` to `a.1`; the header line itself tells that from a real `a.1`
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, skipinitialspace=True)
+        names = list(header.iloc[0])
+        repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        if repeated is not None:
+            raise DataError(f"{what}: {path} has a repeated column name: {repeated!r}; expected unique names")
     return frame
+
+
+def _shown(value: Any) -> str:
+    """A cell as the message shows it: `1e+39`, `'abc'`, not `np.float64(1e+39)`."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], path: str, key: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         have = ", ".join(map(str, frame.columns[:20])) + (" ..." if len(frame.columns) > 20 else "")
-        raise DataError(f"{key}: column(s) {', '.join(map(repr, missing))} not found in {path}; it has: {have}")
+        other = next((s for s in (";", "\t", "|") if len(frame.columns) == 1 and s in str(frame.columns[0])), None)
+        hint = f" (it looks separated by {other!r}; expected commas)" if other else ""
+        raise DataError(f"{key}: column(s) {', '.join(map(repr, missing))} not found in {path}; it has: {have}{hint}")
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str], path: str, dtype: Any = np.float64) -> np.ndarray:
+def feature_matrix(
+    frame: pd.DataFrame, features: list[str], path: str, dtype: Any = np.float64, key: str = "data.features"
+) -> np.ndarray:
     """The feature columns as a (N, D) array; a missing or non-numeric value names column and row."""
-    _require_columns(frame, features, path, "data.features")
+    _require_columns(frame, features, path, key)
     sub = frame[features]
     for column in features:
         values = sub[column]
@@ -99,18 +139,28 @@ def feature_matrix(frame: pd.DataFrame, features: list[str], path: str, dtype: A
                 row = int(np.argmax(bad.to_numpy()))
                 raise DataError(
                     f"{path}: column {column!r}, row {row + 1} (line {row + 2}): "
-                    f"expected a number, got {values.iloc[row]!r}"
+                    f"expected a number, got {_shown(values.iloc[row])}"
                 )
     if not all(pd.api.types.is_numeric_dtype(sub[c]) for c in features):
         sub = sub.apply(pd.to_numeric, errors="coerce")  # only blanks remain non-numeric here
-    X = sub.to_numpy(dtype=dtype, na_value=np.nan)
+    # Column by column (each one contiguous copy) into an (N, D) array in column order, as pandas stores
+    # them: one to_numpy() over many column blocks interleaves them several times slower.
+    X = np.empty((len(features), len(sub)), dtype=dtype).T
+    with np.errstate(over="ignore", invalid="ignore"):  # a value too large for float32 becomes inf, reported below
+        for j, column in enumerate(features):
+            X[:, j] = sub[column].to_numpy(dtype=dtype, na_value=np.nan)
     finite = np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        value = X[row, col]
-        what = "a missing value" if np.isnan(value) else f"{value!r}"
+        value = sub[features[col]].iloc[row]
+        if pd.isna(value):
+            expected, what = "a number", "a missing value"
+        elif np.isfinite(float(value)):
+            expected, what = f"a number within {np.dtype(dtype).name} range (±{np.finfo(dtype).max:.3g})", _shown(value)
+        else:
+            expected, what = "a finite number", _shown(value)
         raise DataError(
-            f"{path}: column {features[col]!r}, row {row + 1} (line {row + 2}): expected a number, got {what}"
+            f"{path}: column {features[col]!r}, row {row + 1} (line {row + 2}): expected {expected}, got {what}"
         )
     return X
 
@@ -141,7 +191,7 @@ def infer_encoding(frame: pd.DataFrame, path: str, targets: list[str], features:
             if len(classes) != 2:
                 shown = ", ".join(map(repr, classes[:10])) + (" ..." if len(classes) > 10 else "")
                 raise DataError(
-                    f"data.target: log_loss needs two classes in column {targets[0]!r}, found {len(classes)} "
+                    f"data.target: log_loss needs two classes in column {targets[0]!r} of {path}, found {len(classes)} "
                     f"({shown}); for more classes use cross_entropy with a softmax output"
                 )
             encoding.classes = classes
@@ -180,13 +230,15 @@ def _check_binary(values: pd.Series, column: str, path: str) -> None:
         row = int(np.argmax(bad))
         raise DataError(
             f"{path}: column {column!r}, row {row + 1} (line {row + 2}): log_loss over several columns "
-            f"expects 0 or 1, got {values.iloc[row]!r}"
+            f"expects 0 or 1, got {_shown(values.iloc[row])}"
         )
 
 
-def encode_targets(frame: pd.DataFrame, encoding: Encoding, path: str, dtype: Any = np.float64) -> np.ndarray:
+def encode_targets(
+    frame: pd.DataFrame, encoding: Encoding, path: str, dtype: Any = np.float64, key: str = "data.target"
+) -> np.ndarray:
     """Y (N, K): one-hot classes, 0/1 for binary log_loss, numeric columns for squared_error."""
-    _require_columns(frame, encoding.targets, path, "data.target")
+    _require_columns(frame, encoding.targets, path, key)
     if encoding.classes:
         column = encoding.targets[0]
         labels = _labels(frame, column, path)
@@ -198,7 +250,7 @@ def encode_targets(frame: pd.DataFrame, encoding: Encoding, path: str, dtype: An
         if unknown.any():
             row = int(np.argmax(unknown))
             raise DataError(
-                f"{path}: column {column!r}, row {row + 1} (line {row + 2}): label {labels.iloc[row]!r} "
+                f"{path}: column {column!r}, row {row + 1} (line {row + 2}): label {_shown(labels.iloc[row])} "
                 f"is not one of the model's classes {classes}"
             )
         if encoding.objective == "log_loss":
@@ -209,7 +261,7 @@ def encode_targets(frame: pd.DataFrame, encoding: Encoding, path: str, dtype: An
     if encoding.objective == "log_loss":
         for column in encoding.targets:
             _check_binary(frame[column], column, path)
-    return feature_matrix(frame, encoding.targets, path, dtype)
+    return feature_matrix(frame, encoding.targets, path, dtype, key)
 
 
 def load_dataset(path: str | Path, encoding: Encoding, dtype: Any = np.float64, frame: pd.DataFrame | None = None) -> Dataset:

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from nnctl.config import Config, rngs, validate_config
+from nnctl.config import Config, read_yaml, rngs, validate_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
 from nnctl.errors import ConfigError, DivergenceError, RunError
 from nnctl.network import Network, build_network
@@ -54,12 +53,12 @@ def prepare(config: Config) -> Prepared:
     """Read and encode the data, check it against the stack, build and fit the network (no training)."""
     dtype = np.dtype(config.dtype)
     streams = rngs(config.seed)
-    frame = read_csv(config.data.train, "data.train")
+    frame = read_csv(config.data.train, f"{config.source}: data.train")
     encoding = infer_encoding(frame, str(config.data.train), config.data.targets, config.data.features, config.objective)
     train = load_dataset(config.data.train, encoding, dtype, frame)
     validation = None
     if config.data.validation is not None:
-        validation = load_dataset(config.data.validation, encoding, dtype, read_csv(config.data.validation, "data.validation"))
+        validation = load_dataset(config.data.validation, encoding, dtype, read_csv(config.data.validation, f"{config.source}: data.validation"))
     elif config.data.validation_split:
         train, validation = split(train, config.data.validation_split, streams["split"], encoding.task == "classification")
     try:
@@ -67,6 +66,9 @@ def prepare(config: Config) -> Prepared:
     except ConfigError as exc:
         found = f"classes {encoding.classes}" if encoding.classes else f"target columns {encoding.targets}"
         raise ConfigError(f"{config.source}: {exc} (the data has {found})") from None
+    except MemoryError:
+        widths = [layer.options.get("units") for layer in config.layers if layer.kind == "fully_connected"]
+        raise ConfigError(f"{config.source}: layers: not enough memory for fully_connected widths {widths}") from None
     if network.input is not None:
         network.input.fit(train.X)  # statistics of the training rows only
     opt = config.optimizer
@@ -105,7 +107,7 @@ def load_saved_config(path: Path) -> Config:
     file = path / CONFIG_YAML
     if not file.exists():
         raise RunError(f"{path}: cannot resume: {CONFIG_YAML} is missing")
-    return validate_config(yaml.safe_load(file.read_text(encoding="utf-8")), file)
+    return validate_config(read_yaml(file), file)
 
 
 @dataclass

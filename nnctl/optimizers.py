@@ -27,13 +27,14 @@ class Optimizer:
     def step(self, parameters: Parameters) -> None:
         """Apply one update to every parameter, in place."""
         self.t += 1
+        decay, state, update = self.weight_decay, self.state, self.update  # looked up once per step, not per array
         for name, p, g in parameters:
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            slots = self.state.get(name)
+            if decay:
+                g = g + decay * p
+            slots = state.get(name)
             if slots is None:
-                slots = self.state[name] = {slot: np.zeros_like(p) for slot in self.slots}
-            self.update(p, g, slots)
+                slots = state[name] = {slot: np.zeros_like(p) for slot in self.slots}
+            update(p, g, slots)
 
     def update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray]) -> None:
         raise NotImplementedError

@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Arrays of an .npz, refusing pickled objects; damage becomes a RunError naming the file."""
     if not path.exists():
         raise RunError(f"{path}: file not found; the run directory is incomplete")
+    if not zipfile.is_zipfile(path):  # else np.load would take any other bytes for a pickle and say so
+        raise RunError(f"{path}: truncated or corrupted: not a NumPy .npz archive")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
@@ -85,7 +88,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         if "pickle" in str(exc).lower():
             raise RunError(f"{path}: holds a pickled object array; refused (nnctl never unpickles model files)") from None
         raise RunError(f"{path}: corrupted: {exc}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error) as exc:
         raise RunError(f"{path}: truncated or corrupted ({type(exc).__name__}: {exc})") from None
 
 
@@ -120,7 +123,7 @@ class Run:
 
     def outputs(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
         """ŷ (N, K) for a frame holding the feature columns (any order; extra columns ignored)."""
-        X = feature_matrix(frame, self.encoding.features, source, self.network.dtype)
+        X = feature_matrix(frame, self.encoding.features, source, self.network.dtype, key="the model's features")
         return self.network.forward(X)
 
     def predict(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
@@ -146,7 +149,7 @@ class Run:
     def evaluate(self, frame: pd.DataFrame, source: str = "data") -> dict[str, Any]:
         """Objective loss and SPEC §5 metrics on a labelled frame."""
         yhat = self.outputs(frame, source)
-        Y = encode_targets(frame, self.encoding, source, self.network.dtype)
+        Y = encode_targets(frame, self.encoding, source, self.network.dtype, key="the model's target")
         result: dict[str, Any] = {"loss": self.network.loss(Y, yhat), "n_samples": int(len(Y))}
         enc = self.encoding
         if enc.task == "regression":
@@ -200,17 +203,22 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path}: run directory not found")
     meta = read_json(path / MODEL_JSON)
     try:
+        for key in ("layers", "features", "targets", "classes"):
+            if not isinstance(meta[key], list):
+                raise ValueError(f"{key}: expected a list, got {meta[key]!r}")
         n_features = int(meta["n_features"])
         dtype = np.dtype(meta["dtype"])
         epsilon = float(meta["epsilon"])
-        specs = [_layer_spec(layer) for layer in meta["layers"]]
+        specs = [_layer_spec(layer, i) for i, layer in enumerate(meta["layers"])]
         objective = objective_class(meta["objective"])(epsilon=epsilon)
         encoding = Encoding(list(meta["features"]), list(meta["targets"]), meta["objective"], list(meta["classes"]))
         network = Network(build_modules(specs, n_features, dtype=dtype, epsilon=epsilon), objective)
     except NnctlError as exc:
         raise RunError(f"{path / MODEL_JSON}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunError(f"{path / MODEL_JSON}: malformed model description ({type(exc).__name__}: {exc})") from None
+    except KeyError as exc:
+        raise RunError(f"{path / MODEL_JSON}: malformed model description: key {exc} is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{path / MODEL_JSON}: malformed model description: {exc}") from None
     arrays = read_npz(path / MODEL_NPZ)
     _check_arrays(arrays, network.arrays(), path / MODEL_NPZ)
     network.load_arrays(arrays)
@@ -218,16 +226,19 @@ def load_run(path: str | Path) -> Run:
     if (path / CONFIG_YAML).exists():
         try:
             config = validate_config(yaml.safe_load((path / CONFIG_YAML).read_text(encoding="utf-8")), path / CONFIG_YAML)
-        except (NnctlError, yaml.YAMLError):
+        except (NnctlError, yaml.YAMLError, OSError, UnicodeDecodeError):
             config = None  # the model itself is complete without it
     return Run(path, network, encoding, meta, config)
 
 
-def _layer_spec(layer: Any) -> tuple[str, dict[str, Any]]:
+def _layer_spec(layer: Any, i: int) -> tuple[str, dict[str, Any]]:
     if isinstance(layer, str):
         return layer, {}
-    ((kind, options),) = layer.items()
-    return kind, dict(options or {})
+    if isinstance(layer, dict) and len(layer) == 1:
+        ((kind, options),) = layer.items()
+        if options is None or isinstance(options, dict):
+            return str(kind), dict(options or {})
+    raise ValueError(f"layers[{i}]: expected a layer name or a one-key mapping of options, got {layer!r}")
 
 
 def _check_arrays(found: dict[str, np.ndarray], expected: dict[str, np.ndarray], path: Path) -> None:

@@ -21,6 +21,8 @@ from nnctl.layers import FullyConnected
 from nnctl.network import Network
 from nnctl.optimizers import Optimizer
 
+NORMALIZE_ONCE_BYTES = 32 * 2**20  # larger training sets are z-scored batch by batch instead of copied
+
 
 class Callback(Protocol):
     """What a progress display implements; every method is optional."""
@@ -93,18 +95,24 @@ class Trainer:
         self._stop_requested = False
         cfg, net, objective = self.training, self.network, self.network.objective
         dtype = net.dtype
-        # The input layer is a fixed affine map: apply it to the whole data set once (same numbers).
+        # The input layer is a fixed affine map, applied outside the trained stack (same numbers): to a small
+        # data set once, into a copy; to a large one batch by batch, in the batch buffer, so it is never copied.
         trainable = net.modules
-        # Batches are gathered row by row with take(out=...), which copies the whole array first unless it is
-        # C-contiguous: convert once here (a no-op for nnctl's own loaders), never per batch.
-        X, Y = np.ascontiguousarray(train.X, dtype=dtype), np.ascontiguousarray(train.Y, dtype=dtype)
+        X, Y = train.X.astype(dtype, copy=False), np.ascontiguousarray(train.Y, dtype=dtype)
         Xv = Yv = None
         if validation is not None:
             Xv, Yv = validation.X.astype(dtype, copy=False), validation.Y.astype(dtype, copy=False)
+        normalize = None
         if net.input is not None:
-            X = net.input.forward(X)
-            Xv = net.input.forward(Xv) if Xv is not None else None
             trainable = net.modules[1:]
+            Xv = net.input.forward(Xv) if Xv is not None else None
+            if X.nbytes <= NORMALIZE_ONCE_BYTES:
+                X = net.input.forward(X, out=np.empty(X.shape, dtype))  # C order, see below
+            else:
+                normalize = net.input
+        # Batches are gathered with take(out=...), which copies the whole array first unless it is C-contiguous
+        # (pandas hands out columns, so loaded data are in F order): convert once here, never per batch.
+        X = np.ascontiguousarray(X)
         first = trainable[0] if trainable else None
         # (module, is it the first layer): ∂J/∂X of the data is never needed, so the first layer skips it.
         backward_plan = [(m, m is first and isinstance(m, FullyConnected)) for m in reversed(trainable)]
@@ -142,6 +150,8 @@ class Trainer:
                 x, y = (xb, yb) if m == batch_size else (xb[:m], yb[:m])
                 X.take(index, axis=0, out=x)
                 Y.take(index, axis=0, out=y)
+                if normalize is not None:
+                    normalize.forward(x, out=x)
                 out = x
                 for module in trainable:
                     out = module.forward(out)

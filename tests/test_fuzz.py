@@ -145,7 +145,9 @@ def mutated_configs(draw: st.DrawFn) -> Any:
                 target.insert(draw(st.integers(0, len(target))), draw(documents))
         elif op == "wrap":
             parent = _parent(doc, path)
-            parent[path[-1]] = draw(st.sampled_from([[parent[path[-1]]], {"x": parent[path[-1]]}, str(parent[path[-1]])]))
+            parent[path[-1]] = draw(
+                st.sampled_from([[parent[path[-1]]], {"x": parent[path[-1]]}, str(parent[path[-1]])])
+            )
     return doc
 
 
@@ -197,20 +199,27 @@ def test_load_config_random_yaml_files(raw: Any) -> None:
 
 
 @FUZZ
-@given(st.text(max_size=200) | st.sampled_from(["{", "[a", "a: [", "a: b: c", "\t- x", "- 1\n- 2", "!!python/object:os.system x", "%YAML 9"]))
+@given(
+    st.text(max_size=200)
+    | st.sampled_from(["{", "[a", "a: [", "a: b: c", "\t- x", "- 1\n- 2", "!!python/object:os.system x", "%YAML 9"])
+)
 def test_load_config_random_text(text: str) -> None:
     _load(text)
 
 
 keys = st.lists(names | st.integers(-3, 6).map(str), min_size=1, max_size=4).map(".".join)
-override_values = st.sampled_from(["", "1", "-1", "0", "abc", "[1, 2]", "{a: 1}", "null", "[", "x: y", "1e400"]) | st.text(max_size=10)
+override_values = st.sampled_from(
+    ["", "1", "-1", "0", "abc", "[1, 2]", "{a: 1}", "null", "[", "x: y", "1e400"]
+) | st.text(max_size=10)
 
 
 @FUZZ
 @given(
     st.lists(
         st.tuples(keys, st.sampled_from(["=", "", "=="]), override_values).map("".join)
-        | st.sampled_from(["layers.1.units=3", "layers.2.units=3", "layers.9=relu", "layers.-1=tanh", "data=1", "data.x.y=1"]),
+        | st.sampled_from(
+            ["layers.1.units=3", "layers.2.units=3", "layers.9=relu", "layers.-1=tanh", "data=1", "data.x.y=1"]
+        ),
         max_size=3,
     ),
     mutated_configs(),
@@ -224,10 +233,14 @@ def test_load_config_random_overrides(overrides: list[str], raw: Any) -> None:
 cells = st.one_of(
     st.integers(-5, 5).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", " ", "nan", "NaN", "inf", "-inf", "NA", "null", "true", "False", "x", "y", "1e999", '"', "a,b", "0", "1"]),
+    st.sampled_from(
+        ["", " ", "nan", "NaN", "inf", "-inf", "NA", "null", "true", "False", "x", "y", "1e999", '"', "a,b", "0", "1"]
+    ),
     st.text(max_size=6),
 )
-headers = st.lists(st.sampled_from(["a", "b", "y", "z", "", "a.1", "0", " a"]) | st.text(max_size=4), min_size=1, max_size=4)
+headers = st.lists(
+    st.sampled_from(["a", "b", "y", "z", "", "a.1", "0", " a"]) | st.text(max_size=4), min_size=1, max_size=4
+)
 
 
 @st.composite
@@ -243,8 +256,6 @@ def csv_texts(draw: st.DrawFn) -> str:
     return buffer.getvalue()
 
 
-
-
 @st.composite
 def nearly_valid_csvs(draw: st.DrawFn) -> str:
     """A well-formed table (features a, b; targets y, z) with zero to two random defects."""
@@ -252,9 +263,7 @@ def nearly_valid_csvs(draw: st.DrawFn) -> str:
     n = draw(st.integers(1, 8))
     labels = draw(st.sampled_from([["x", "y"], ["x", "y", "w"], [0, 1], [0, 1, 2], [0.5, 1.5, -2.0], ["1", "x"]]))
     numbers = st.sampled_from([-1.5, 0, 1, 2, 3.25, 1e-3, 7])
-    rows = [
-        [draw(numbers) if c in ("a", "b") else draw(st.sampled_from(labels)) for c in columns] for _ in range(n)
-    ]
+    rows = [[draw(numbers) if c in ("a", "b") else draw(st.sampled_from(labels)) for c in columns] for _ in range(n)]
     rows = [[str(cell) for cell in row] for row in rows]
     header = list(columns)
     for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
@@ -267,7 +276,9 @@ def nearly_valid_csvs(draw: st.DrawFn) -> str:
             row = draw(st.integers(0, n - 1))
             rows[row] = rows[row][:-1] if draw(st.booleans()) else [*rows[row], draw(cells)]
         elif defect == "header":
-            header[draw(st.integers(0, len(header) - 1))] = draw(st.sampled_from(["a", "y", "", "b.1"]) | st.text(max_size=3))
+            header[draw(st.integers(0, len(header) - 1))] = draw(
+                st.sampled_from(["a", "y", "", "b.1"]) | st.text(max_size=3)
+            )
         elif len(header) > 1:
             col = draw(st.integers(0, len(header) - 1))
             header.pop(col)
@@ -301,7 +312,12 @@ def _allowed(call: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @FUZZ
-@given(csv_contents, st.sampled_from(list(OBJECTIVES)), st.sampled_from([["y"], ["y", "z"], ["a"], ["q"]]), st.sampled_from([None, ["a"], ["a", "b"], ["b", "z"]]))
+@given(
+    csv_contents,
+    st.sampled_from(list(OBJECTIVES)),
+    st.sampled_from([["y"], ["y", "z"], ["a"], ["q"]]),
+    st.sampled_from([None, ["a"], ["a", "b"], ["b", "z"]]),
+)
 def test_data_loaders_random_csv(text: str, objective: str, targets: list[str], features: list[str] | None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = _write(folder, "data.csv", text)
@@ -395,3 +411,66 @@ def test_fuzz_harness_accepts_a_good_csv(tmp_path: Path, dtype: str) -> None:
     prepared = prepare(load_config(tmp_path / "fuzz.yaml"))
     assert prepared.train.X.shape == (3, 2) and prepared.train.X.dtype == np.dtype(dtype)
     assert validate_config(copy.deepcopy(VALID)).layers[1].options["units"] == 4
+
+
+# ----------------------------------------------------------------------------- a trained model on random CSVs
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    """One small trained model per objective (classes 'x'/'y'/'w', 0/1 and a number), loaded with load_run."""
+    from nnctl.experiment import train
+    from nnctl.run import load_run
+
+    folder = tmp_path_factory.mktemp("fuzz_runs")
+    (folder / "train.csv").write_text("a,b,y,z\n1,2,x,0.5\n2,3,y,1\n3,1,w,0\n4,4,x,1\n5,1,y,2\n")
+    (folder / "binary.csv").write_text("a,b,y,z\n1,2,0,1\n2,3,1,0\n3,1,0,1\n4,4,1,1\n")
+    runs = []
+    for objective, train_csv, layers in [
+        ("cross_entropy", "train.csv", ["input", {"fully_connected": {"units": 3}}, "softmax"]),
+        ("log_loss", "binary.csv", ["input", {"fully_connected": {"units": 1}}, "logistic"]),
+        ("squared_error", "train.csv", ["input", {"fully_connected": {"units": 1}}]),
+    ]:
+        target = "z" if objective == "squared_error" else "y"
+        raw = {
+            "name": objective,
+            "data": {"train": train_csv, "target": target, "features": ["a", "b"]},
+            "layers": layers,
+            "objective": objective,
+            "training": {"epochs": 2},
+        }
+        (folder / f"{objective}.yaml").write_text(yaml.safe_dump(raw))
+        train(load_config(folder / f"{objective}.yaml"), out=folder / objective)
+        runs.append(load_run(folder / objective))
+    return runs
+
+
+@FUZZ
+@given(nearly_valid_csvs() | csv_contents)
+def test_eval_and_predict_random_csv(trained_runs: list[Any], text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = _write(folder, "held.csv", text)
+        frame = _allowed(read_csv, path, "CSV")
+        if frame is None:
+            return
+        for run in trained_runs:
+            result = _allowed(run.evaluate, frame, str(path))
+            if result is not None:
+                event(f"evaluated {run.encoding.objective}")
+                assert result["n_samples"] == len(frame)
+            predictions = _allowed(run.predict, frame, str(path))
+            if predictions is not None:
+                assert len(predictions) == len(frame)
+
+
+@FUZZ
+@given(st.text(max_size=40) | st.sampled_from(["", ".", "..", "/", "a\x00b", "x" * 300, "~/x.csv", "train.csv/"]))
+def test_prepare_random_data_paths(name: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        _write(folder, "train.csv", "a,b,y\n1,2,0.5\n2,3,1.5\n")
+        raw = copy.deepcopy(SMALL) | {"layers": STACKS["squared_error"]}
+        raw["data"]["train"] = name
+        path = _write(folder, "fuzz.yaml", yaml.safe_dump(raw))
+        config = _allowed(load_config, path)
+        if config is not None:
+            _allowed(prepare, config)
