@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nnctl.errors import NnctlError, RunError
@@ -39,6 +41,14 @@ def sparkline(values: list[float], width: int = 40) -> str:
     return "".join(SPARKS[min(int((v - lo) / span * (len(SPARKS) - 1) + 0.5), len(SPARKS) - 1)] for v in values)
 
 
+def _best_epoch(run: Path) -> int | None:
+    """The best epoch model.json records, if any (a marker on the plot, never required)."""
+    try:
+        return int(json.loads((run / "model.json").read_text(encoding="utf-8")).get("best_epoch") or 0) or None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def plot_history(run: Path, out: Path | None = None) -> Path:
     """Loss (train, validation) and the metric against epoch; returns the PNG's path."""
     try:
@@ -57,7 +67,15 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
     loss_ax.plot(history["epoch"], history["train_loss"], label="train")
     if history["validation_loss"].notna().any():
         loss_ax.plot(history["epoch"], history["validation_loss"], label="validation")
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    losses = history[["train_loss", "validation_loss"]].to_numpy(dtype=float)
+    log_scale = bool((losses[~np.isnan(losses)] > 0).all())  # late progress stays visible
+    loss_ax.set(xlabel="epoch", ylabel="loss (log scale)" if log_scale else "loss", title="loss")
+    if log_scale:
+        loss_ax.set_yscale("log")
+    best = _best_epoch(run)
+    for ax in axes[0]:
+        if best:
+            ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best})")
     loss_ax.legend()
     if metric:
         ax = axes[0][1]
