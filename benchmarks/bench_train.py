@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ class Workload:
 
 
 WORKLOADS = {
-    "W1": Workload("W1", (784, 256, 128, 10), 128, 1, 0.05, "synthetic", 60_000, "784-256-128-10, 60,000 synthetic rows"),
+    "W1": Workload(
+        "W1", (784, 256, 128, 10), 128, 1, 0.05, "synthetic", 60_000, "784-256-128-10, 60,000 synthetic rows"
+    ),
     "W2": Workload("W2", (64, 32, 10), 32, 50, 0.05, "digits", 0, "64-32-10, digits (1,437 rows)"),
     "W3": Workload("W3", (13, 16, 3), 16, 200, 0.05, "wine", 0, "13-16-3, wine (178 rows)"),
 }
@@ -248,7 +251,7 @@ def train_numpy(
                     d_in = np.matmul(d, weights[i][0].T, out=D[i])
                     d_in *= np.greater_equal(H[i - 1], 0, out=masks[i])  # ReLU: 1 where z ≥ 0
                     d = d_in
-            for (W, b), g, g_b in zip(weights, gW, gb):  # SGD: p ← p − η g
+            for (W, b), g, g_b in zip(weights, gW, gb, strict=True):  # SGD: p ← p − η g
                 g *= learning_rate
                 W -= g
                 g_b *= learning_rate
@@ -257,7 +260,9 @@ def train_numpy(
     return loss
 
 
-def run_numpy(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: str, epochs: int | None = None, fused: bool = False) -> float:
+def run_numpy(
+    workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: str, epochs: int | None = None, fused: bool = False
+) -> float:
     from nnctl.config import rngs
 
     weights = initial_weights(workload, X.shape[1], dtype)
@@ -341,7 +346,9 @@ def run_sklearn(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: st
         model.fit(Xd, labels)
     seconds = time.perf_counter() - started
     if model.n_iter_ != epochs or model.coefs_[0].dtype != np.dtype(dtype):
-        raise RuntimeError(f"scikit-learn ran {model.n_iter_} epochs in {model.coefs_[0].dtype}, expected {epochs} in {dtype}")
+        raise RuntimeError(
+            f"scikit-learn ran {model.n_iter_} epochs in {model.coefs_[0].dtype}, expected {epochs} in {dtype}"
+        )
     return seconds
 
 
@@ -351,9 +358,9 @@ def run_sklearn(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: st
 def gemm_shapes(workload: Workload) -> list[tuple[int, int, int, str]]:
     """(M, K, N, kind) of every matrix product in one training step (batch B)."""
     B, sizes = workload.batch_size, workload.sizes
-    shapes = [(B, d, k, "forward X W") for d, k in zip(sizes[:-1], sizes[1:])]
-    shapes += [(d, B, k, "backward Xᵀ δ") for d, k in zip(sizes[:-1], sizes[1:])]
-    shapes += [(B, k, d, "backward δ Wᵀ") for d, k in list(zip(sizes[:-1], sizes[1:]))[1:]]
+    shapes = [(B, d, k, "forward X W") for d, k in pairwise(sizes)]
+    shapes += [(d, B, k, "backward Xᵀ δ") for d, k in pairwise(sizes)]
+    shapes += [(B, k, d, "backward δ Wᵀ") for d, k in list(pairwise(sizes))[1:]]
     return shapes
 
 
@@ -362,7 +369,7 @@ def run_gemm(workload: Workload, dtype: str, steps: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     B, sizes = workload.batch_size, workload.sizes
     acts = [rng.standard_normal((B, k)).astype(dtype) for k in sizes]
-    Ws = [rng.standard_normal((d, k)).astype(dtype) for d, k in zip(sizes[:-1], sizes[1:])]
+    Ws = [rng.standard_normal((d, k)).astype(dtype) for d, k in pairwise(sizes)]
     outs = [np.empty((B, k), dtype) for k in sizes]
     gWs = [np.empty_like(W) for W in Ws]
 
@@ -388,7 +395,12 @@ def run_gemm(workload: Workload, dtype: str, steps: int) -> dict[str, float]:
     for _ in range(reps):
         np.matmul(big, big, out=out)
     peak = 2.0 * 1024**3 * reps / (time.perf_counter() - started)
-    return {"seconds_per_step": per_step, "step_gflops": flops / per_step / 1e9, "peak_gflops": peak / 1e9, "flops_per_step": flops}
+    return {
+        "seconds_per_step": per_step,
+        "step_gflops": flops / per_step / 1e9,
+        "peak_gflops": peak / 1e9,
+        "flops_per_step": flops,
+    }
 
 
 # ----------------------------------------------------------------------------- worker and driver
@@ -458,8 +470,10 @@ def describe_blas(blas: list[dict[str, Any]]) -> str:
     for info in blas:
         if info.get("user_api") == "torch":
             continue
-        parts.append(f"{info.get('prefix', info.get('internal_api', '?'))} {info.get('version', '')} "
-                     f"kernel={info.get('architecture', '?')} threads={info.get('num_threads', '?')}")
+        parts.append(
+            f"{info.get('prefix', info.get('internal_api', '?'))} {info.get('version', '')} "
+            f"kernel={info.get('architecture', '?')} threads={info.get('num_threads', '?')}"
+        )
     return "; ".join(parts)
 
 
@@ -494,8 +508,12 @@ def suite(args: argparse.Namespace, env: dict[str, str], label: str) -> dict[str
                     times[system].append(out["seconds"])
                     samples = out["samples"]
                     results["blas"] = results["blas"] or out["blas"]
-                    print(f"  {label:>9} {key:<11} {system:<12} run {rep + 1}: {out['samples'] / out['seconds']:>12,.0f} samples/s",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  {label:>9} {key:<11} {system:<12} run {rep + 1}: "
+                        f"{out['samples'] / out['seconds']:>12,.0f} samples/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if workload == "W1":  # the step's GEMMs alone, in the same round
                     results["gemm"].setdefault(key, []).append(measure("gemm", workload, dtype, rows, env))
             results["runs"][key] = {"samples": samples, "seconds": times}
@@ -515,12 +533,17 @@ def report(results: dict[str, Any]) -> str:
     lines = [f"### {results['label']}", "", f"BLAS: {describe_blas(results['blas'] or [])}", ""]
     others = results.get("others_share")
     if others is not None:
-        lines += [f"Other processes used {others:.0%} of the machine's CPU time during these measurements"
-                  + (" — expect noise; rerun when the machine is idle." if others > 0.05 else "."), ""]
+        lines += [
+            f"Other processes used {others:.0%} of the machine's CPU time during these measurements"
+            + (" — expect noise; rerun when the machine is idle." if others > 0.05 else "."),
+            "",
+        ]
     if results["skipped"]:
         lines += [f"Not installed, skipped: {', '.join(results['skipped'])}", ""]
-    lines += ["| workload | dtype | system | samples/s (median) | spread (min–max) | nnctl ÷ system | target |",
-              "|---|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "| workload | dtype | system | samples/s (median) | spread (min–max) | nnctl ÷ system | target |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for key, run in results["runs"].items():
         workload, dtype = key.split("/")
         nnctl = median_rate(run, "nnctl") if "nnctl" in run["seconds"] else None
@@ -534,7 +557,10 @@ def report(results: dict[str, Any]) -> str:
                 goal = f"≥ {target}× {'✓' if nnctl / rate >= target else '✗'}"
             lines.append(f"| {workload} | {dtype} | {system} | {rate:,.0f} | {spread} | {ratio} | {goal} |")
     for key, gemms in results["gemm"].items():
-        gemm = {k: statistics.median(g[k] for g in gemms) for k in ("seconds_per_step", "step_gflops", "peak_gflops", "flops_per_step")}
+        gemm = {
+            k: statistics.median(g[k] for g in gemms)
+            for k in ("seconds_per_step", "step_gflops", "peak_gflops", "flops_per_step")
+        }
         run = results["runs"][key]
         if "nnctl" not in run["seconds"]:
             continue
@@ -542,7 +568,8 @@ def report(results: dict[str, Any]) -> str:
         nnctl_step = statistics.median(run["seconds"]["nnctl"]) / steps
         lines += [
             "",
-            f"{key}: the step's {len(gemm_shapes(WORKLOADS['W1']))} GEMMs alone take {gemm['seconds_per_step'] * 1e3:.3f} ms "
+            f"{key}: the step's {len(gemm_shapes(WORKLOADS['W1']))} GEMMs alone take "
+            f"{gemm['seconds_per_step'] * 1e3:.3f} ms "
             f"({gemm['step_gflops']:.1f} GFLOP/s); nnctl's whole step takes {nnctl_step * 1e3:.3f} ms "
             f"({gemm['flops_per_step'] / nnctl_step / 1e9:.1f} GFLOP/s): nnctl runs at "
             f"{gemm['seconds_per_step'] / nnctl_step:.0%} of the GEMM bound, "
@@ -561,8 +588,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
-    parser.add_argument("--unset-openblas-env", action="store_true",
-                        help="measure again with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from the workers' env")
+    parser.add_argument(
+        "--unset-openblas-env",
+        action="store_true",
+        help="measure again with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from the workers' env",
+    )
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args(argv)
     if args.worker:
@@ -574,9 +604,11 @@ def main(argv: list[str] | None = None) -> None:
         args.systems.insert(0, "nnctl")
     env = dict(os.environ)
     set_vars = {k: env[k] for k in OPENBLAS_VARS if k in env}
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs; "
-          f"{', '.join(f'{k}={v}' for k, v in set_vars.items()) or 'OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE not set'}",
-          flush=True)
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs; "
+        f"{', '.join(f'{k}={v}' for k, v in set_vars.items()) or 'OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE not set'}",
+        flush=True,
+    )
     everything = [suite(args, env, "as set" if set_vars else "default")]
     if args.unset_openblas_env:
         if set_vars:

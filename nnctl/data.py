@@ -55,23 +55,6 @@ class Dataset:
         return Dataset(self.X[index], self.Y[index], source)
 
 
-CHUNKED_READ_BYTES = 64 * 2**20  # files larger than this are parsed about this much text at a time
-
-
-def _read(path: Path) -> pd.DataFrame:
-    """pandas.read_csv (C engine). A large file is parsed in chunks and concatenated: the peak memory stays
-    near twice the frame, where one read_csv call peaks above three times (it concatenates and then
-    consolidates its internal chunks); the frame, dtypes and errors are the same."""
-    size = path.stat().st_size
-    if size <= CHUNKED_READ_BYTES:
-        return pd.read_csv(path, skipinitialspace=True)
-    with open(path, "rb") as file:
-        head = file.read(1 << 16)
-    rows = max(1_000, CHUNKED_READ_BYTES * max(head.count(b"\n"), 1) // max(len(head), 1))
-    with pd.read_csv(path, skipinitialspace=True, chunksize=rows) as reader:
-        return pd.concat(reader, ignore_index=True)
-
-
 def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
     """Read a CSV; a missing, empty or header-only file is a DataError naming it."""
     path = Path(path)
@@ -84,7 +67,8 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
     if is_dir:
         raise DataError(f"{what}: {path} is a directory, expected a CSV file")
     try:
-        frame = _read(path)
+        # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
+        frame = pd.read_csv(path, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
     except pd.errors.ParserError as exc:
@@ -143,12 +127,9 @@ def feature_matrix(
                 )
     if not all(pd.api.types.is_numeric_dtype(sub[c]) for c in features):
         sub = sub.apply(pd.to_numeric, errors="coerce")  # only blanks remain non-numeric here
-    # Column by column (each one contiguous copy) into an (N, D) array in column order, as pandas stores
-    # them: one to_numpy() over many column blocks interleaves them several times slower.
-    X = np.empty((len(features), len(sub)), dtype=dtype).T
     with np.errstate(over="ignore", invalid="ignore"):  # a value too large for float32 becomes inf, reported below
-        for j, column in enumerate(features):
-            X[:, j] = sub[column].to_numpy(dtype=dtype, na_value=np.nan)
+        # (N, D) in F order: with no dtype change this is a view of pandas' float block, not a copy
+        X = sub.to_numpy(dtype=dtype, na_value=np.nan)
     finite = np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]

@@ -86,7 +86,8 @@ class Input(Module):
         self.state["std"][...] = std
 
     def forward(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """(x − μ) / σ; `out` lets the trainer normalise a whole data set straight into an array of its choosing."""
+        """(x − μ) / σ; `out` (which may be `x`) lets the trainer choose where the result goes: a C-ordered copy
+        of a small data set, or each gathered batch in place."""
         self._n = x.shape[0]
         out = np.subtract(x, self.state["mean"], out=out)
         out /= self.state["std"]

@@ -38,7 +38,7 @@ def test_nnctl_and_hand_loop_reach_the_same_weights(bench, epochs):
     Y = bench.one_hot(labels, 3, np.float64)
     loss = bench.train_numpy(bench.zscore(X), Y, weights, epochs, 16, 0.05, rngs(bench.SEED)["shuffle"])
     trained = [(m.params["W"], m.params["b"]) for m in trainer.network.modules if "W" in m.params]
-    for (W, b), (W_hand, b_hand) in zip(trained, weights):
+    for (W, b), (W_hand, b_hand) in zip(trained, weights, strict=True):
         np.testing.assert_allclose(W, W_hand, rtol=0, atol=1e-12)
         np.testing.assert_allclose(b, b_hand, rtol=0, atol=1e-12)
     assert state.history[-1]["train_loss"] == pytest.approx(loss, rel=1e-12)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-import nnctl.data
 import nnctl.train
 from nnctl.config import rngs, validate_config
 from nnctl.data import Dataset, infer_encoding, load_dataset, read_csv
@@ -17,23 +15,6 @@ from nnctl.optimizers import optimizer_class
 from nnctl.train import Trainer
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-
-
-@pytest.mark.parametrize("name", ["iris_train", "wine_train", "digits_train", "breast_cancer_train", "diabetes_train"])
-def test_a_large_file_read_in_chunks_gives_the_same_frame(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    whole = read_csv(DATA / f"{name}.csv")
-    monkeypatch.setattr(nnctl.data, "CHUNKED_READ_BYTES", 0)  # every file counts as large: ≥ 1,000-row chunks
-    chunked = read_csv(DATA / f"{name}.csv")
-    pd.testing.assert_frame_equal(chunked, whole)
-
-
-def test_chunks_smaller_than_the_file_are_concatenated_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"a": rng.standard_normal(2_500), "b": rng.integers(0, 9, 2_500), "y": rng.choice(["u", "v"], 2_500)})
-    path = tmp_path / "big.csv"
-    frame.to_csv(path, index=False)
-    monkeypatch.setattr(nnctl.data, "CHUNKED_READ_BYTES", 0)
-    pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path))
 
 
 def test_features_keep_pandas_column_order_and_values() -> None:
@@ -76,6 +57,6 @@ def test_normalising_batch_by_batch_or_once_and_any_layout_give_the_same_weights
     monkeypatch.setattr(nnctl.train, "NORMALIZE_ONCE_BYTES", 0)
     per_batch_f = _train(dtype, np.asfortranarray(X), labels)
     per_batch_c = _train(dtype, np.ascontiguousarray(X), labels)
-    for a, b, c in zip(once, per_batch_f, per_batch_c):
+    for a, b, c in zip(once, per_batch_f, per_batch_c, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
