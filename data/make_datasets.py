@@ -15,8 +15,8 @@ Usage: pip install scikit-learn && python data/make_datasets.py
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 from sklearn import datasets

@@ -11,7 +11,7 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -50,7 +50,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = None,
 ) -> None:
     """Train, evaluate and inspect NumPy neural networks. Add --debug to any command for tracebacks."""
 
@@ -59,9 +61,9 @@ def _root(
 def train(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set training.epochs=5.")] = [],  # noqa: B006
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: OUTPUT/NAME).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default: OUTPUT/NAME).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Train a network and write its run directory."""
@@ -80,7 +82,9 @@ def train(
     if result.status == "interrupted":
         state = result.state
         where = f"in epoch {state.epoch + 1} after batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
-        command = ["nnctl", "train", str(config), "--resume", str(result.path)] + [a for s in set_ for a in ("--set", s)]
+        command = ["nnctl", "train", str(config), "--resume", str(result.path)] + [
+            a for s in set_ for a in ("--set", s)
+        ]
         err.print(f"interrupted {where}; checkpoint saved in {result.path}", markup=False)
         err.print(f"resume with: {shlex.join(command)}", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -112,7 +116,7 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     csv: Annotated[Path, typer.Argument(metavar="CSV", help="CSV with the model's feature columns.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to this CSV (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this CSV (default: stdout).")] = None,
 ) -> None:
     """Predictions for every row of a CSV."""
     from nnctl.data import read_csv
@@ -121,7 +125,9 @@ def predict(
     model = load_run(run)
     frame = read_csv(csv, "CSV")
     predictions = model.predict(frame, str(csv))
-    text = pd.concat([frame.drop(columns=predictions.columns, errors="ignore"), predictions], axis=1).to_csv(index=False)
+    text = pd.concat([frame.drop(columns=predictions.columns, errors="ignore"), predictions], axis=1).to_csv(
+        index=False
+    )
     if output is None:
         sys.stdout.write(text)
     else:
@@ -131,7 +137,9 @@ def predict(
 
 @app.command()
 def gradcheck(
-    config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="YAML config (default: every built-in module).")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(metavar="CONFIG", help="YAML config (default: every built-in module).")
+    ] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows of training data to check on.")] = 8,
     eps: Annotated[float, typer.Option("--eps", min=1e-12, help="Finite-difference step.")] = 1e-6,
@@ -153,7 +161,11 @@ def gradcheck(
     else:
         out.print(gradcheck_table(checks))
         failed = sum(not c.passed for c in checks)
-        out.print(f"[green]all {len(checks)} checks passed[/]" if passed else f"[bold red]{failed} of {len(checks)} checks failed[/]")
+        out.print(
+            f"[green]all {len(checks)} checks passed[/]"
+            if passed
+            else f"[bold red]{failed} of {len(checks)} checks failed[/]"
+        )
     if not passed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -197,7 +209,9 @@ def summary(
 @app.command()
 def plot(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file (default: RUN/learning_curves.png).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="PNG file (default: RUN/learning_curves.png).")
+    ] = None,
 ) -> None:
     """Learning curves of a run as a PNG."""
     from nnctl.plot import plot_history

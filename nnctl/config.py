@@ -369,7 +369,11 @@ def check_objective(config: Config) -> list[str]:
 
 
 def check_training(config: Config) -> list[str]:
-    if config.training.early_stopping is not None and config.data.validation is None and not config.data.validation_split:
+    if (
+        config.training.early_stopping is not None
+        and config.data.validation is None
+        and not config.data.validation_split
+    ):
         return ["training.early_stopping: needs validation data; set data.validation or data.validation_split"]
     return []
 
@@ -495,7 +499,7 @@ def _merge(problems: list[str]) -> list[str]:
         key, _, rest = problem.partition(": ")
         if key in merged and rest.startswith("expected ") and merged[key].startswith("expected "):
             first, _, got = merged[key].partition(", got ")
-            merged[key] = f"{first} or {rest[len('expected '):].partition(', got ')[0]}, got {got}"
+            merged[key] = f"{first} or {rest[len('expected ') :].partition(', got ')[0]}, got {got}"
         elif key not in merged:
             merged[key] = rest
     return [f"{k}: {v}" for k, v in merged.items()]

@@ -37,7 +37,12 @@ class Encoding:
         return len(self.targets)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "targets": self.targets, "objective": self.objective, "classes": self.classes}
+        return {
+            "features": self.features,
+            "targets": self.targets,
+            "objective": self.objective,
+            "classes": self.classes,
+        }
 
 
 @dataclass
@@ -146,7 +151,9 @@ def feature_matrix(
     return X
 
 
-def infer_encoding(frame: pd.DataFrame, path: str, targets: list[str], features: list[str] | None, objective: str) -> Encoding:
+def infer_encoding(
+    frame: pd.DataFrame, path: str, targets: list[str], features: list[str] | None, objective: str
+) -> Encoding:
     """Decide feature columns and classes from the training file (SPEC §3's target rules)."""
     _require_columns(frame, targets, path, "data.target")
     if features is None:
@@ -162,7 +169,9 @@ def infer_encoding(frame: pd.DataFrame, path: str, targets: list[str], features:
         column = _labels(frame, targets[0], path)
         encoding.classes = _sorted_classes(column.unique())
         if len(encoding.classes) < 2:
-            raise DataError(f"{path}: column {targets[0]!r} has only one class ({encoding.classes[0]!r}); need at least 2")
+            raise DataError(
+                f"{path}: column {targets[0]!r} has only one class ({encoding.classes[0]!r}); need at least 2"
+            )
     elif objective == "log_loss":
         if len(targets) == 1:
             column = _labels(frame, targets[0], path)
@@ -245,7 +254,9 @@ def encode_targets(
     return feature_matrix(frame, encoding.targets, path, dtype, key)
 
 
-def load_dataset(path: str | Path, encoding: Encoding, dtype: Any = np.float64, frame: pd.DataFrame | None = None) -> Dataset:
+def load_dataset(
+    path: str | Path, encoding: Encoding, dtype: Any = np.float64, frame: pd.DataFrame | None = None
+) -> Dataset:
     """Read a CSV (or use an already-read frame) and encode it as the model expects."""
     frame = read_csv(path) if frame is None else frame
     source = str(path)

@@ -32,9 +32,3 @@ class DivergenceError(NnctlError):
     def __init__(self, message: str, epoch: int, batch: int) -> None:
         super().__init__(message)
         self.epoch, self.batch = epoch, batch
-
-
-class GradientCheckFailed(NnctlError):
-    """An analytic gradient disagrees with central finite differences."""
-
-    exit_code = 1

@@ -54,13 +54,22 @@ def prepare(config: Config) -> Prepared:
     dtype = np.dtype(config.dtype)
     streams = rngs(config.seed)
     frame = read_csv(config.data.train, f"{config.source}: data.train")
-    encoding = infer_encoding(frame, str(config.data.train), config.data.targets, config.data.features, config.objective)
+    encoding = infer_encoding(
+        frame, str(config.data.train), config.data.targets, config.data.features, config.objective
+    )
     train = load_dataset(config.data.train, encoding, dtype, frame)
     validation = None
     if config.data.validation is not None:
-        validation = load_dataset(config.data.validation, encoding, dtype, read_csv(config.data.validation, f"{config.source}: data.validation"))
+        validation = load_dataset(
+            config.data.validation,
+            encoding,
+            dtype,
+            read_csv(config.data.validation, f"{config.source}: data.validation"),
+        )
     elif config.data.validation_split:
-        train, validation = split(train, config.data.validation_split, streams["split"], encoding.task == "classification")
+        train, validation = split(
+            train, config.data.validation_split, streams["split"], encoding.task == "classification"
+        )
     try:
         network = build_network(config, len(encoding.features), encoding.n_outputs, rng=streams["init"])
     except ConfigError as exc:
@@ -191,7 +200,9 @@ def train(
         if path.exists() and not path.is_dir():
             raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
         if path.exists() and not force and any(path.iterdir()):
-            raise RunError(f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory")
+            raise RunError(
+                f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory"
+            )
     prepared = prepare(config)
     state = None
     if resume is not None:
@@ -224,7 +235,9 @@ def train(
         save_model(path, config, prepared.network, prepared.encoding, model_status(current))
         save_history(path, current.history, prepared.encoding.task)
 
-    trainer = Trainer(prepared.network, prepared.optimizer, config.training, prepared.shuffle_rng, _Checkpointer(callback, save))
+    trainer = Trainer(
+        prepared.network, prepared.optimizer, config.training, prepared.shuffle_rng, _Checkpointer(callback, save)
+    )
     try:
         with stop_on_sigint(trainer) if handle_sigint else nullcontext():
             state = trainer.fit(prepared.train, prepared.validation, state)

@@ -159,9 +159,27 @@ def _objective_data(name: str, rng: np.random.Generator, n: int, k: int) -> tupl
 
 
 STACKS: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "cross_entropy": [("input", {}), ("fully_connected", {"units": 6}), ("tanh", {}), ("fully_connected", {"units": 3}), ("softmax", {})],
-    "log_loss": [("input", {}), ("fully_connected", {"units": 6}), ("relu", {}), ("fully_connected", {"units": 2}), ("logistic", {})],
-    "squared_error": [("input", {}), ("fully_connected", {"units": 6}), ("logistic", {}), ("fully_connected", {"units": 2}), ("linear", {})],
+    "cross_entropy": [
+        ("input", {}),
+        ("fully_connected", {"units": 6}),
+        ("tanh", {}),
+        ("fully_connected", {"units": 3}),
+        ("softmax", {}),
+    ],
+    "log_loss": [
+        ("input", {}),
+        ("fully_connected", {"units": 6}),
+        ("relu", {}),
+        ("fully_connected", {"units": 2}),
+        ("logistic", {}),
+    ],
+    "squared_error": [
+        ("input", {}),
+        ("fully_connected", {"units": 6}),
+        ("logistic", {}),
+        ("fully_connected", {"units": 2}),
+        ("linear", {}),
+    ],
 }
 
 

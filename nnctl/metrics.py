@@ -37,7 +37,12 @@ def classification_report(Y: np.ndarray, yhat: np.ndarray, classes: list[Any]) -
         "classes": list(classes),
         "confusion_matrix": confusion.tolist(),
         "per_class": {
-            str(c): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            str(c): {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, c in enumerate(classes)
         },
     }
@@ -66,7 +71,10 @@ def regression_report(Y: np.ndarray, yhat: np.ndarray, targets: list[str]) -> di
         ss_res = (err**2).sum(axis=0)
         # A constant target: 1 for a perfect fit, else 0 (scikit-learn's convention).
         r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
-        mape = [None if (Y[:, j] == 0).any() else float(np.mean(np.abs(err[:, j] / Y[:, j])) * 100) for j in range(Y.shape[1])]
+        mape = [
+            None if (Y[:, j] == 0).any() else float(np.mean(np.abs(err[:, j] / Y[:, j])) * 100)
+            for j in range(Y.shape[1])
+        ]
     per_target = {
         name: {
             "mse": float(mse[j]),

@@ -120,4 +120,3 @@ def optimizer_class(name: str) -> type[Optimizer]:
         return OPTIMIZERS[name]
     except KeyError:
         raise ConfigError(f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZERS)}") from None
-

@@ -92,9 +92,9 @@ class TrainingDisplay:
         parts = [f"loss {_fmt(record['train_loss'])}"]
         if record["validation_loss"] is not None:
             parts.append(f"val_loss {_fmt(record['validation_loss'])}")
-        parts.append(f"{metric[len('train_'):]} {_fmt(record[metric])}")
+        parts.append(f"{metric[len('train_') :]} {_fmt(record[metric])}")
         if record[vmetric] is not None:
-            parts.append(f"val_{vmetric[len('validation_'):]} {_fmt(record[vmetric])}")
+            parts.append(f"val_{vmetric[len('validation_') :]} {_fmt(record[vmetric])}")
         parts.append(f"{rate:,.0f} samples/s")
         if self.progress is not None:
             self.progress.status = "  ".join(parts)
@@ -170,7 +170,7 @@ def evaluation_tables(result: dict[str, Any], title: str) -> list[Table]:
             cm.add_column("")
             for c in result["classes"]:
                 cm.add_column(str(c), justify="right")
-            for c, row in zip(result["classes"], matrix):
+            for c, row in zip(result["classes"], matrix, strict=True):
                 cm.add_row(str(c), *map(str, row))
             tables.append(cm)
     if "per_target" in result and len(result["per_target"]) > 1:
@@ -189,7 +189,14 @@ def gradcheck_table(checks: list[Any]) -> Table:
         table.add_column(col, justify="right" if "error" in col else "left")
     for c in checks:
         result = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
-        table.add_row(c.module, c.parameter, "×".join(map(str, c.shape)), f"{c.max_abs_error:.2e}", f"{c.max_rel_error:.2e}", result)
+        table.add_row(
+            c.module,
+            c.parameter,
+            "×".join(map(str, c.shape)),
+            f"{c.max_abs_error:.2e}",
+            f"{c.max_rel_error:.2e}",
+            result,
+        )
     return table
 
 
@@ -200,7 +207,9 @@ def summary_table(rows: list[dict[str, Any]], n_features: int) -> Table:
     table.add_row("", "(data)", "", f"(N, {n_features})", "")
     for row in rows:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
-        table.add_row(str(row["index"]), row["module"], options, f"(N, {row['output_shape'][1]})", f"{row['parameters']:,}")
+        table.add_row(
+            str(row["index"]), row["module"], options, f"(N, {row['output_shape'][1]})", f"{row['parameters']:,}"
+        )
     total = sum(r["parameters"] for r in rows)
     table.add_row("", "[bold]total", "", "", f"[bold]{total:,}")
     return table
@@ -215,6 +224,13 @@ def chain_table(chain: list[dict[str, Any]], n_features: int) -> Table:
         table.add_column(col)
     for f in chain:
         rows, cols = f["shape"]
-        structure = {"row": "row vector", "diagonal": "diagonal (element-wise)", "full": "full (vector-Jacobian)", "Wᵀ": "Wᵀ (matmul)"}
-        table.add_row(f"∂{f['of']}/∂{f['by']}", f"R^{{{rows}×{cols}}}", f["module"], structure.get(f["structure"], f["structure"]))
+        structure = {
+            "row": "row vector",
+            "diagonal": "diagonal (element-wise)",
+            "full": "full (vector-Jacobian)",
+            "Wᵀ": "Wᵀ (matmul)",
+        }
+        table.add_row(
+            f"∂{f['of']}/∂{f['by']}", f"R^{{{rows}×{cols}}}", f["module"], structure.get(f["structure"], f["structure"])
+        )
     return table

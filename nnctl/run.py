@@ -86,7 +86,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {name: npz[name] for name in npz.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise RunError(f"{path}: holds a pickled object array; refused (nnctl never unpickles model files)") from None
+            raise RunError(
+                f"{path}: holds a pickled object array; refused (nnctl never unpickles model files)"
+            ) from None
         raise RunError(f"{path}: corrupted: {exc}") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error) as exc:
         raise RunError(f"{path}: truncated or corrupted ({type(exc).__name__}: {exc})") from None
@@ -137,7 +139,11 @@ class Run:
         elif enc.classes:
             probs = yhat if enc.objective == "cross_entropy" else np.hstack([1 - yhat, yhat])
             labels = np.asarray(enc.classes, dtype=object)
-            columns["prediction"] = labels[probs.argmax(axis=1)] if enc.objective == "cross_entropy" else labels[(yhat[:, 0] >= 0.5).astype(int)]
+            columns["prediction"] = (
+                labels[probs.argmax(axis=1)]
+                if enc.objective == "cross_entropy"
+                else labels[(yhat[:, 0] >= 0.5).astype(int)]
+            )
             for i, c in enumerate(enc.classes):
                 columns[f"prob_{c}"] = probs[:, i]
         else:  # several independent 0/1 targets
@@ -178,7 +184,9 @@ def model_meta(config: Config, network: Network, encoding: Encoding, n_features:
     }
 
 
-def save_model(path: Path, config: Config, network: Network, encoding: Encoding, extra: dict[str, Any] | None = None) -> None:
+def save_model(
+    path: Path, config: Config, network: Network, encoding: Encoding, extra: dict[str, Any] | None = None
+) -> None:
     """model.npz then model.json, both atomically (model.json last: its presence marks a complete model)."""
     meta = model_meta(config, network, encoding, len(encoding.features)) | (extra or {})
     atomic_write(path / MODEL_NPZ, npz_bytes(network.arrays()))
@@ -187,7 +195,15 @@ def save_model(path: Path, config: Config, network: Network, encoding: Encoding,
 
 def save_history(path: Path, history: list[dict[str, Any]], task: str) -> None:
     metric = metric_name(task)
-    columns = ["epoch", "train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}", "learning_rate", "seconds"]
+    columns = [
+        "epoch",
+        "train_loss",
+        "validation_loss",
+        f"train_{metric}",
+        f"validation_{metric}",
+        "learning_rate",
+        "seconds",
+    ]
     frame = pd.DataFrame(history, columns=columns)
     atomic_write(path / HISTORY_CSV, frame.to_csv(index=False).encode())
 
@@ -225,7 +241,9 @@ def load_run(path: str | Path) -> Run:
     config = None
     if (path / CONFIG_YAML).exists():
         try:
-            config = validate_config(yaml.safe_load((path / CONFIG_YAML).read_text(encoding="utf-8")), path / CONFIG_YAML)
+            config = validate_config(
+                yaml.safe_load((path / CONFIG_YAML).read_text(encoding="utf-8")), path / CONFIG_YAML
+            )
         except (NnctlError, yaml.YAMLError, OSError, UnicodeDecodeError):
             config = None  # the model itself is complete without it
     return Run(path, network, encoding, meta, config)
@@ -256,7 +274,9 @@ def _check_arrays(found: dict[str, np.ndarray], expected: dict[str, np.ndarray],
 # ----------------------------------------------------------------------------- checkpoint
 
 
-def save_checkpoint(path: Path, state: TrainingState, optimizer: Optimizer, network: Network, rng: np.random.Generator) -> None:
+def save_checkpoint(
+    path: Path, state: TrainingState, optimizer: Optimizer, network: Network, rng: np.random.Generator
+) -> None:
     """Everything `--resume` needs; arrays first, then state.json, which names the arrays' step."""
     folder = path / CHECKPOINT
     marker = np.array([state.epoch, state.batch, optimizer.t], dtype=np.int64)
@@ -296,7 +316,9 @@ def load_checkpoint(path: Path, optimizer: Optimizer, network: Network, rng: np.
     params = {k[len("param/") :]: a for k, a in arrays.items() if k.startswith("param/")}
     _check_arrays(params, network.arrays(), folder / "arrays.npz")
     network.load_arrays(params)
-    optimizer.load_state_arrays({k[len("opt/") :]: a for k, a in arrays.items() if k.startswith("opt/")}, doc["optimizer_step"])
+    optimizer.load_state_arrays(
+        {k[len("opt/") :]: a for k, a in arrays.items() if k.startswith("opt/")}, doc["optimizer_step"]
+    )
     rng.bit_generator.state = doc["rng"]
     best = doc.get("best_loss")
     return TrainingState(

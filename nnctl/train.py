@@ -82,7 +82,9 @@ class Trainer:
         """Ask training to stop after the current batch (what Ctrl-C does)."""
         self._stop_requested = True
 
-    def fit(self, train: Dataset, validation: Dataset | None = None, state: TrainingState | None = None) -> TrainingState:
+    def fit(
+        self, train: Dataset, validation: Dataset | None = None, state: TrainingState | None = None
+    ) -> TrainingState:
         """Train until the configured epochs, early stopping, tolerance, a stop request or divergence."""
         # Overflow on the way to a NaN is detected and reported as divergence; numpy's warnings would only add noise.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -263,9 +265,13 @@ class Trainer:
                     state.stop_reason = "early_stopping"
         elif train_loss < state.best_loss:
             state.best_loss, state.best_epoch = train_loss, epoch
-        if cfg.tolerance is not None and len(state.history) > 1 and state.stop_reason is None:
-            if abs(state.history[-2]["train_loss"] - train_loss) < cfg.tolerance:
-                state.stop_reason = "tolerance"
+        if (
+            cfg.tolerance is not None
+            and len(state.history) > 1
+            and state.stop_reason is None
+            and abs(state.history[-2]["train_loss"] - train_loss) < cfg.tolerance
+        ):
+            state.stop_reason = "tolerance"
         if state.stop_reason is None and epoch >= cfg.epochs:
             state.stop_reason = "epochs"
         return record
@@ -288,4 +294,3 @@ def _hits(predicted: np.ndarray | None, labels: np.ndarray | None, order: np.nda
     if predicted is None or labels is None or stop <= start:
         return 0
     return int(np.count_nonzero(predicted[start:stop] == labels[order[start:stop]]))
-

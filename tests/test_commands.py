@@ -494,7 +494,9 @@ def test_plot_writes_a_labelled_png(
     assert loss_ax.get_title() and fig._suptitle is not None and "binary" in fig._suptitle.get_text()
     labels = {line.get_label() for line in loss_ax.get_lines()}
     assert {"train", "validation"} <= labels  # binary has a validation CSV
-    assert labels - {"train", "validation"} == {f"best epoch ({json.loads((cases['binary'].run / 'model.json').read_text())['best_epoch']})"}
+    assert labels - {"train", "validation"} == {
+        f"best epoch ({json.loads((cases['binary'].run / 'model.json').read_text())['best_epoch']})"
+    }
     assert len(loss_ax.get_lines()[0].get_xdata()) == 25  # one point per epoch
 
 

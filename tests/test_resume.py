@@ -368,7 +368,11 @@ def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["stop_reason"] == "interrupted" and state["epoch"] >= 1
-    where = f"in epoch {state['epoch'] + 1} after batch {state['batch']}" if state["batch"] else f"after epoch {state['epoch']}"
+    where = (
+        f"in epoch {state['epoch'] + 1} after batch {state['batch']}"
+        if state["batch"]
+        else f"after epoch {state['epoch']}"
+    )
     assert f"interrupted {where}; checkpoint saved in" in err
     (line,) = [line for line in err.splitlines() if "--resume" in line]  # one line, never wrapped
     printed = shlex.split(line.split("resume with:", 1)[1])
