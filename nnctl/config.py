@@ -116,6 +116,13 @@ class OptimizerConfig(Schema):
     delta: float = Field(1e-8, gt=0, description="Adam's δ")
     weight_decay: float = Field(0.0, ge=0, description="L2 λ: g ← g + λp")
 
+    def own_keys(self) -> set[str]:
+        """The keys this optimiser uses; the others' settings are neither accepted nor saved."""
+        return {"name", "learning_rate", "weight_decay", *OPTIMIZER_SETTINGS[self.name]}
+
+
+OPTIMIZER_SETTINGS = {"sgd": (), "momentum": ("momentum",), "adam": ("beta1", "beta2", "delta")}
+
 
 class EarlyStoppingConfig(Schema):
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
@@ -151,6 +158,8 @@ class Config(Schema):
         """The resolved config as plain YAML-able data (paths as strings, layers as written)."""
         out = self.model_dump(mode="json")
         out["layers"] = [layer.to_yaml() for layer in self.layers]
+        own = self.optimizer.own_keys()
+        out["optimizer"] = {k: v for k, v in out["optimizer"].items() if k in own}
         return out
 
     @property
@@ -308,7 +317,9 @@ def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: s
     except ValidationError as exc:
         problems = _merge([_describe(err, touched, raw=raw) for err in exc.errors()])
         raise ConfigError(_join(path, problems)) from None
-    problems = check_layers(config, touched) + check_objective(config) + check_training(config)
+    problems = (
+        check_layers(config, touched) + check_objective(config) + check_optimizer(config) + check_training(config)
+    )
     if problems:
         raise ConfigError(_join(path, problems))
     return config
@@ -366,6 +377,14 @@ def check_objective(config: Config) -> list[str]:
             "for several 0/1 columns use log_loss with a logistic output"
         ]
     return []
+
+
+def check_optimizer(config: Config) -> list[str]:
+    """Settings of another optimiser are mistakes (beta1 with momentum does nothing): say so."""
+    opt = config.optimizer
+    foreign = sorted(opt.model_fields_set - opt.own_keys())
+    users = {key: name for name, keys in OPTIMIZER_SETTINGS.items() for key in keys}
+    return [f"optimizer.{key}: only used by {users[key]}, but optimizer.name is {opt.name!r}" for key in foreign]
 
 
 def check_training(config: Config) -> list[str]:

@@ -73,7 +73,8 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
         raise DataError(f"{what}: {path} is a directory, expected a CSV file")
     try:
         # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
-        frame = pd.read_csv(path, skipinitialspace=True)
+        # Only empty cells are missing: "None", "NA" or "null" can be real class labels.
+        frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
     except pd.errors.ParserError as exc:
@@ -97,6 +98,10 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
         if repeated is not None:
             raise DataError(f"{what}: {path} has a repeated column name: {repeated!r}; expected unique names")
     return frame
+
+
+# How CSV files spell a missing value; in a feature column these are missing, in a label column real labels.
+NA_SPELLINGS = {"nan", "-nan", "na", "n/a", "null", "none", "#n/a", "<na>"}
 
 
 def _shown(value: Any) -> str:
@@ -126,9 +131,11 @@ def feature_matrix(
             bad = numeric.isna() & values.notna()
             if bad.any():
                 row = int(np.argmax(bad.to_numpy()))
+                found = values.iloc[row]
+                missing = isinstance(found, str) and found.strip().lower() in NA_SPELLINGS
                 raise DataError(
                     f"{path}: column {column!r}, row {row + 1} (line {row + 2}): "
-                    f"expected a number, got {_shown(values.iloc[row])}"
+                    f"expected a number, got {'a missing value ' if missing else ''}{_shown(found)}"
                 )
     if not all(pd.api.types.is_numeric_dtype(sub[c]) for c in features):
         sub = sub.apply(pd.to_numeric, errors="coerce")  # only blanks remain non-numeric here
@@ -200,6 +207,8 @@ def _labels(frame: pd.DataFrame, column: str, path: str) -> pd.Series:
     if missing.any():
         row = int(np.argmax(missing))
         raise DataError(f"{path}: column {column!r}, row {row + 1} (line {row + 2}): missing class label")
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        values = values.astype(str).str.strip()  # "a" and "a " are one class
     return values
 
 

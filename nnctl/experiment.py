@@ -58,6 +58,8 @@ def prepare(config: Config) -> Prepared:
         frame, str(config.data.train), config.data.targets, config.data.features, config.objective
     )
     train = load_dataset(config.data.train, encoding, dtype, frame)
+    if config.data.features is None:  # the resolved config names the columns it trained on
+        config.data.features = list(encoding.features)
     validation = None
     if config.data.validation is not None:
         validation = load_dataset(
@@ -67,9 +69,8 @@ def prepare(config: Config) -> Prepared:
             read_csv(config.data.validation, f"{config.source}: data.validation"),
         )
     elif config.data.validation_split:
-        train, validation = split(
-            train, config.data.validation_split, streams["split"], encoding.task == "classification"
-        )
+        # Stratified by class; several independent 0/1 columns have no single class to stratify by.
+        train, validation = split(train, config.data.validation_split, streams["split"], bool(encoding.classes))
     try:
         network = build_network(config, len(encoding.features), encoding.n_outputs, rng=streams["init"])
     except ConfigError as exc:
@@ -188,13 +189,6 @@ def train(
         if not (path / CHECKPOINT / "state.json").exists():
             raise RunError(f"{path}: cannot resume: no checkpoint in this directory (is it a run directory?)")
         saved = load_saved_config(path)
-        differing = config_differences(config, saved)
-        if differing:
-            raise ConfigError(
-                f"cannot resume {path}: the config differs from the run's in {', '.join(differing)}; "
-                "only training.epochs may change (start a new run instead)"
-            )
-        config.name, config.output = saved.name, saved.output
     else:
         path = run_directory(config, out)
         if path.exists() and not path.is_dir():
@@ -203,9 +197,20 @@ def train(
             raise RunError(
                 f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory"
             )
-    prepared = prepare(config)
+    prepared = prepare(config)  # fills in defaults that depend on the data (the feature list)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
     state = None
     if resume is not None:
+        differing = config_differences(config, saved)
+        if differing:
+            raise ConfigError(
+                f"cannot resume {path}: the config differs from the run's in {', '.join(differing)}; "
+                "only training.epochs may change (start a new run instead)"
+            )
+        config.name, config.output = saved.name, saved.output
         state = load_checkpoint(path, prepared.optimizer, prepared.network, prepared.shuffle_rng)
         if state.stop_reason == "diverged":
             raise RunError(f"{path}: this run diverged; start a new run with a smaller learning rate instead")
@@ -230,10 +235,13 @@ def train(
         _clear_run(path)
 
     def save(current: TrainingState) -> None:
-        save_config(path, config)
-        save_checkpoint(path, current, prepared.optimizer, prepared.network, prepared.shuffle_rng)
-        save_model(path, config, prepared.network, prepared.encoding, model_status(current))
-        save_history(path, current.history, prepared.encoding.task)
+        try:
+            save_config(path, config)
+            save_checkpoint(path, current, prepared.optimizer, prepared.network, prepared.shuffle_rng)
+            save_model(path, config, prepared.network, prepared.encoding, model_status(current))
+            save_history(path, current.history, prepared.encoding.task)
+        except OSError as exc:
+            raise RunError(f"{path}: cannot write the run directory: {exc.strerror or exc}") from None
 
     trainer = Trainer(
         prepared.network, prepared.optimizer, config.training, prepared.shuffle_rng, _Checkpointer(callback, save)

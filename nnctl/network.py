@@ -163,10 +163,14 @@ def build_network(
     )
     width = output_width(modules, n_features)
     if width != n_outputs:
-        last = max((i for i, m in enumerate(modules) if m.out_features is not None), default=None)
-        where = f"layers[{last}].fully_connected.units" if last is not None else "layers"
+        last = max((i for i, m in enumerate(modules) if isinstance(m, FullyConnected)), default=None)
+        if last is None:
+            raise ConfigError(
+                f"layers: the network ends with {width} outputs (its input width), expected {n_outputs} "
+                f"(one per target or class); add a fully_connected layer with {n_outputs} units before the output"
+            )
         raise ConfigError(
-            f"{where}: the network ends with {width} outputs, expected {n_outputs} (one per target or class); "
-            f"set the last fully_connected layer's units to {n_outputs}"
+            f"layers[{last}].fully_connected.units: the network ends with {width} outputs, expected {n_outputs} "
+            f"(one per target or class); set the last fully_connected layer's units to {n_outputs}"
         )
     return Network(modules, objective_class(cfg.objective)(epsilon=cfg.epsilon))

@@ -98,7 +98,7 @@ class Trainer:
         cfg, net, objective = self.training, self.network, self.network.objective
         dtype = net.dtype
         # The input layer is a fixed affine map, applied outside the trained stack (same numbers): to a small
-        # data set once, into a copy; to a large one batch by batch, in the batch buffer, so it is never copied.
+        # data set once, into a copy; to a large one batch by batch, in the batch buffer (no normalised copy).
         trainable = net.modules
         X, Y = train.X.astype(dtype, copy=False), np.ascontiguousarray(train.Y, dtype=dtype)
         Xv = Yv = None
@@ -113,7 +113,8 @@ class Trainer:
             else:
                 normalize = net.input
         # Batches are gathered with take(out=...), which copies the whole array first unless it is C-contiguous
-        # (pandas hands out columns, so loaded data are in F order): convert once here, never per batch.
+        # (pandas hands out columns, so loaded data are in F order): convert once here, never per batch; this
+        # is the one copy of a large data set that training makes.
         X = np.ascontiguousarray(X)
         first = trainable[0] if trainable else None
         # (module, is it the first layer): ∂J/∂X of the data is never needed, so the first layer skips it.
@@ -230,9 +231,10 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "validation_loss": None}
         if self.task == "classification":
             record[f"train_{metric}"] = state.hits / state.seen
-        else:  # squared_error's per-row loss sums over the K targets
+        else:  # squared_error's per-row loss sums over the K targets: RMSE pooled over every target
             record[f"train_{metric}"] = math.sqrt(train_loss / self._n_targets)
         record[f"validation_{metric}"] = None
+        started = time.perf_counter()
         if Xv is not None:
             out = Xv
             for module in trainable:
@@ -247,6 +249,7 @@ class Trainer:
             else:
                 record[f"validation_{metric}"] = float(np.sqrt(((Yv - out) ** 2).mean()))
         record["learning_rate"] = self.optimizer.learning_rate
+        state.epoch_seconds += time.perf_counter() - started  # an epoch's time includes its validation
         record["seconds"] = state.epoch_seconds
         state.history.append(record)
         state.epoch, state.batch = epoch, 0
