@@ -160,14 +160,8 @@ class Trainer:
                     out = module.forward(out)
                 batch_loss = float(np.add.reduce(objective.per_row(y, out)))
                 if not math.isfinite(batch_loss):
-                    self._restore(parameters, good)
-                    state.batch, state.stop_reason = 0, "diverged"
-                    raise DivergenceError(
-                        f"training diverged: the loss became {batch_loss} at epoch {epoch}, batch {b + 1} of "
-                        f"{n_batches}; try a smaller optimizer.learning_rate (now {self.optimizer.learning_rate:g})",
-                        epoch=epoch,
-                        batch=b + 1,
-                    )
+                    what = f"the loss became {batch_loss} at epoch {epoch}, batch {b + 1} of {n_batches}"
+                    self._diverged(state, good, what, epoch, b + 1)
                 state.loss_sum += batch_loss
                 state.seen += m
                 if predicted is not None:
@@ -194,14 +188,8 @@ class Trainer:
             # A step can overflow the weights after the epoch's last finite loss: never keep those as "good".
             bad = next((name for name, p, _ in parameters if not np.isfinite(p).all()), None)
             if bad is not None:
-                self._restore(parameters, good)
-                state.batch, state.stop_reason = 0, "diverged"
-                raise DivergenceError(
-                    f"training diverged: parameter {bad} became NaN or infinite in epoch {epoch}, by batch {n_batches} "
-                    f"of {n_batches}; try a smaller optimizer.learning_rate (now {self.optimizer.learning_rate:g})",
-                    epoch=epoch,
-                    batch=n_batches,
-                )
+                what = f"parameter {bad} became NaN or infinite in epoch {epoch}, by batch {n_batches} of {n_batches}"
+                self._diverged(state, good, what, epoch, n_batches)
             record = self._end_epoch(state, epoch, Xv, Yv, trainable)
             for name, p, _ in parameters:
                 np.copyto(good[name], p)
@@ -278,6 +266,14 @@ class Trainer:
         if state.stop_reason is None and epoch >= cfg.epochs:
             state.stop_reason = "epochs"
         return record
+
+    def _diverged(self, state: TrainingState, good: dict[str, np.ndarray], what: str, epoch: int, batch: int) -> None:
+        """Put back the last finished epoch's weights and stop with a DivergenceError naming where."""
+        self._restore(self.network.parameters(), good)
+        state.batch, state.stop_reason = 0, "diverged"
+        rate = self.optimizer.learning_rate
+        message = f"training diverged: {what}; try a smaller optimizer.learning_rate (now {rate:g})"
+        raise DivergenceError(message, epoch=epoch, batch=batch)
 
     @staticmethod
     def _restore(parameters: list[tuple[str, np.ndarray, np.ndarray]], saved: dict[str, np.ndarray]) -> None:
