@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pytest
 
+from nnctl.cli import main
 from nnctl.layers import LAYERS, Activation, FullyConnected, Module
 from nnctl.network import build_modules
 
@@ -80,3 +84,21 @@ def jacobian_product(module: Module, delta: np.ndarray) -> np.ndarray:
     if isinstance(module, FullyConnected):  # Wᵀ (K, D), the same for every row
         return delta @ jac
     return delta * jac  # (N, K) diagonals of element-wise modules
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run `nnctl ARGS` in-process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write_csv(path: Path, rows: int, seed: int, noise: float = 0.3, task: str = "classification") -> Path:
+    """`rows` rows of 3 features; a class label (yes/no) or a number from a noisy linear score."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 3))
+    score = X @ np.array([1.0, -1.0, 0.5]) + noise * rng.normal(size=rows)
+    target = {"label": np.where(score > 0, "yes", "no")} if task == "classification" else {"y": score}
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **target}).to_csv(path, index=False)
+    return path

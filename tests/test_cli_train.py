@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import write_csv
 
 from nnctl.cli import main
 from nnctl.run import load_run
@@ -25,14 +26,6 @@ ANSI = re.compile(r"\x1b\[")
 EPOCH_LINE = re.compile(
     r"^epoch (\d+)/(\d+)  loss \S+  val_loss \S+  (accuracy|rmse) \S+  val_(accuracy|rmse) \S+  .*samples/s$"
 )
-
-
-def write_csv(path: Path, rows: int, seed: int, task: str = "classification") -> None:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, 3))
-    score = X @ np.array([1.0, -1.0, 0.5]) + 0.3 * rng.normal(size=rows)
-    target = {"label": np.where(score > 0, "yes", "no")} if task == "classification" else {"y": score}
-    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **target}).to_csv(path, index=False)
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_cli
 
 import nnctl
-from nnctl.cli import main
 from nnctl.experiment import train
 from nnctl.plot import SPARKS
 
@@ -114,13 +114,6 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
         train(nnctl.load_config(config), out=run)
         out[name] = Case(config, run, root / f"{name}_test.csv", test)
     return out
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def eval_json(capsys: pytest.CaptureFixture[str], run: Path, csv: Path) -> dict:

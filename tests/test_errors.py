@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_cli
 
 from nnctl.cli import main
 
@@ -33,13 +34,6 @@ objective: cross_entropy
 optimizer: {name: sgd, learning_rate: 0.1}
 training: {epochs: 2, batch_size: 2}
 """
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_error(result: tuple[int, str, str], *words: str, code: int = 2) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from nnctl import gradcheck as gc
-from nnctl.cli import main
 from nnctl.layers import LAYERS, FullyConnected, Softmax, Tanh
 from nnctl.network import Network, build_modules
 from nnctl.objectives import OBJECTIVES, CrossEntropy, SquaredError
@@ -17,13 +17,6 @@ from nnctl.objectives import OBJECTIVES, CrossEntropy, SquaredError
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 CHECK_KEYS = {"module", "parameter", "shape", "max_abs_error", "max_rel_error", "passed"}
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, dict]:

@@ -19,19 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import write_csv
 
 import nnctl.experiment
 from nnctl.cli import main
 from nnctl.config import load_config
 from nnctl.experiment import train
-
-
-def write_csv(path: Path, rows: int, seed: int, noise: float, task: str = "classification") -> None:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, 3))
-    score = X @ np.array([1.0, -1.0, 0.5]) + noise * rng.normal(size=rows)
-    target = {"label": np.where(score > 0, "yes", "no")} if task == "classification" else {"y": score}
-    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **target}).to_csv(path, index=False)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import write_csv
 
 from nnctl.config import load_config
 from nnctl.errors import DivergenceError
@@ -27,16 +28,6 @@ LAYERS = [
     {"fully_connected": {"units": 2}},
     "softmax",
 ]
-
-
-def write_csv(path: Path, rows: int, seed: int, noise: float = 0.3, task: str = "classification") -> Path:
-    """`rows` rows of 3 features; a class label (yes/no) or a number from a noisy linear score."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, 3))
-    score = X @ np.array([1.0, -1.0, 0.5]) + noise * rng.normal(size=rows)
-    target = {"label": np.where(score > 0, "yes", "no")} if task == "classification" else {"y": score}
-    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **target}).to_csv(path, index=False)
-    return path
 
 
 def write_config(path: Path, **sections: Any) -> Path:
