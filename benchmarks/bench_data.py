@@ -1,10 +1,10 @@
 """Data at scale: load a generated CSV (1,000,000 rows × 50 numeric columns) and train one epoch on it.
 
 nnctl's loading path (nnctl.data.read_csv + infer_encoding + load_dataset, as
-nnctl.experiment.prepare calls them) is timed against a bare pandas.read_csv of the same
+nnctl.experiment.set_up calls them) is timed against a bare pandas.read_csv of the same
 file with every available engine (the fastest is the yardstick), and the peak memory of each
 (ru_maxrss of a fresh subprocess) is compared with the size of the float64 feature matrix.
-Then one epoch of training through nnctl.experiment.prepare + Trainer.fit, in its own subprocess.
+Then one epoch of training through nnctl.experiment.set_up + Trainer.fit, in its own subprocess.
 
     python benchmarks/bench_data.py             # 1,000,000 rows, 3 repeats
     python benchmarks/bench_data.py --quick     # 100,000 rows, 1 repeat
@@ -62,7 +62,7 @@ def engines() -> list[str]:
 
 
 def load_nnctl(path: Path) -> np.ndarray:
-    """nnctl's loading path for a training CSV, as nnctl.experiment.prepare runs it."""
+    """nnctl's loading path for a training CSV, as nnctl.experiment.set_up runs it."""
     from nnctl.data import infer_encoding, load_dataset, read_csv
 
     frame = read_csv(path, "data.train")
@@ -72,9 +72,9 @@ def load_nnctl(path: Path) -> np.ndarray:
 
 
 def train_nnctl(path: Path, run_dir: Path) -> dict[str, float]:
-    """prepare() (loading, z-score statistics) then one epoch of Trainer.fit, as `nnctl train` does."""
+    """set_up() (loading, z-score statistics) then one epoch of Trainer.fit, as `nnctl train` does."""
     from nnctl.config import validate_config
-    from nnctl.experiment import prepare
+    from nnctl.experiment import set_up
     from nnctl.train import Trainer
 
     raw = {
@@ -95,10 +95,10 @@ def train_nnctl(path: Path, run_dir: Path) -> dict[str, float]:
     }
     config = validate_config(raw, "bench_data")
     started = time.perf_counter()
-    prepared = prepare(config)
+    setup = set_up(config)
     loaded = time.perf_counter()
-    trainer = Trainer(prepared.network, prepared.optimizer, config.training, prepared.shuffle_rng)
-    state = trainer.fit(prepared.train)
+    trainer = Trainer(setup.network, setup.optimizer, config.training, setup.shuffle_rng)
+    state = trainer.fit(setup.train)
     done = time.perf_counter()
     return {
         "prepare_seconds": loaded - started,
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         train = runs["nnctl-train"]
         print()
         print(
-            "nnctl-train: prepare (load + z-score statistics) "
+            "nnctl-train: set_up (load + z-score statistics) "
             f"{statistics.median(r['prepare_seconds'] for r in train):.2f} s, "
             f"one epoch {statistics.median(r['train_seconds'] for r in train):.2f} s "
             f"({rows / statistics.median(r['train_seconds'] for r in train):,.0f} samples/s, batch 128, 50-32-4)."

@@ -123,12 +123,13 @@ def nnctl_setup(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: st
     """
     from rich.console import Console
 
-    from nnctl.config import rngs, validate_config
+    from nnctl.config import validate_config
     from nnctl.data import Dataset
-    from nnctl.experiment import _Checkpointer
+    from nnctl.experiment import Checkpointer
     from nnctl.network import build_network
     from nnctl.optimizers import optimizer_class
     from nnctl.render import TrainingDisplay
+    from nnctl.seeds import streams as rngs
     from nnctl.train import Trainer
 
     layers: list[Any] = [{"input": {"normalize": "zscore"}}]
@@ -150,10 +151,10 @@ def nnctl_setup(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: st
     network = build_network(config, X.shape[1], workload.sizes[-1], rng=streams["init"])
     optimizer = optimizer_class("sgd")(learning_rate=workload.learning_rate)
     display = TrainingDisplay(Console(file=io.StringIO(), force_terminal=False, width=120), quiet=False)
-    callback = _Checkpointer(display, lambda state: None)  # the CLI's wrapper (its checkpoint saves are not timed)
+    callback = Checkpointer(display, lambda state: None)  # the CLI's wrapper (its checkpoint saves are not timed)
     trainer = Trainer(network, optimizer, config.training, streams["shuffle"], callback)
     train = Dataset(X.astype(dtype), one_hot(labels, workload.sizes[-1], dtype), "bench")  # keeps X's layout
-    network.input.fit(train.X)  # as nnctl.experiment.prepare does
+    network.input.fit(train.X)  # as nnctl.experiment.set_up does
     return trainer, train
 
 
@@ -263,7 +264,7 @@ def train_numpy(
 def run_numpy(
     workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: str, epochs: int | None = None, fused: bool = False
 ) -> float:
-    from nnctl.config import rngs
+    from nnctl.seeds import streams as rngs
 
     weights = initial_weights(workload, X.shape[1], dtype)
     Xd, Y = zscore(X).astype(dtype), one_hot(labels, workload.sizes[-1], dtype)

@@ -1,7 +1,8 @@
 """The `nnctl` command: parse arguments, call the library, render results, map errors to exit codes.
 
-Exit codes (SPEC §2): 0 success; 1 the work failed (gradient check, divergence); 2 usage,
-config or data error; 130 interrupted.
+Exit codes (docs/reference.md#command-line): 0 success; 1 the work failed (gradient check,
+divergence); 2 usage, config or data error; 130 interrupted. Library modules are imported inside
+each command, so `nnctl --help` starts without numpy, pandas or pydantic.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 
 try:  # typer ≥ 0.20 parses with its own copy of click (and no longer depends on click)
@@ -80,8 +80,9 @@ def train(
         finally:
             display.close()
     if result.status == "interrupted":
-        state = result.state
-        where = f"in epoch {state.epoch + 1} after batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
+        where = (
+            f"in epoch {result.epoch + 1} after batch {result.batch}" if result.batch else f"after epoch {result.epoch}"
+        )
         command = ["nnctl", "train", str(config), "--resume", str(result.path)] + [
             a for s in set_ for a in ("--set", s)
         ]
@@ -119,6 +120,8 @@ def predict(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this CSV (default: stdout).")] = None,
 ) -> None:
     """Predictions for every row of a CSV."""
+    import pandas as pd
+
     from nnctl.data import read_csv
     from nnctl.run import atomic_write, load_run
 
@@ -178,32 +181,32 @@ def summary(
 ) -> None:
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
     from nnctl.config import load_config
-    from nnctl.experiment import prepare
+    from nnctl.experiment import set_up
     from nnctl.render import chain_table, summary_table
 
-    prepared = prepare(load_config(config, set_))
-    network, n_features = prepared.network, len(prepared.encoding.features)
+    setup = set_up(load_config(config, set_))
+    network, n_features = setup.network, len(setup.encoding.features)
     rows = network.layer_table(n_features)
     chain = network.jacobian_chain(n_features)
+    validation = len(setup.validation) if setup.validation is not None else 0
     if as_json:
         _print_json(
             {
-                "name": prepared.config.name,
+                "name": setup.config.name,
                 "n_features": n_features,
-                "n_outputs": prepared.encoding.n_outputs,
+                "n_outputs": setup.encoding.n_outputs,
                 "layers": rows,
                 "total_parameters": sum(r["parameters"] for r in rows),
                 "objective": network.objective.name,
                 "jacobian_chain": chain,
-                "train_rows": len(prepared.train),
-                "validation_rows": len(prepared.validation) if prepared.validation is not None else 0,
+                "train_rows": len(setup.train),
+                "validation_rows": validation,
             }
         )
         return
     out.print(summary_table(rows, n_features))
     out.print(chain_table(chain, n_features))
-    validation = len(prepared.validation) if prepared.validation is not None else 0
-    out.print(f"data: {len(prepared.train)} training rows, {validation} validation rows, {n_features} features")
+    out.print(f"data: {len(setup.train)} training rows, {validation} validation rows, {n_features} features")
 
 
 @app.command()

@@ -1,78 +1,103 @@
-"""The YAML config (SPEC §3): a typed pydantic schema, validated in two passes.
+"""The YAML config (docs/reference.md#config): a typed pydantic schema, validated in two passes.
 
-Pass one checks every field (type, range, unknown keys with a suggestion); pass two the
-rules between fields (layer options, the stack's order, objective vs output layer).
+Pass one checks every field (type, range, unknown keys with a suggestion), each layer's, the
+objective's and the optimizer's options by their own schema (tagged unions built from the
+registries); pass two the rules between fields (the stack's order, objective vs output layer).
 The checks that need the data (widths vs classes) happen when the network is built.
 """
 
 from __future__ import annotations
 
-import difflib
+import functools
 import re
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, Union
 
-import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, create_model, model_validator
 
 from nnctl.errors import ConfigError
 from nnctl.layers import LAYERS
 from nnctl.objectives import OBJECTIVES
+from nnctl.optimizers import OPTIMIZERS, SGD, OptimizerOptions
+from nnctl.schema import SIBLINGS, Schema, describe, merge, shorten
+
+# ----------------------------------------------------------------------------- tagged unions from the registries
 
 
-class Schema(BaseModel):
-    # strict: `units: true` or `epochs: "10"` is a type error, not 1 or 10; numbers must be finite
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+class NamedSpec(Schema):
+    """One entry of `layers`: written as a bare name (`relu`) or a one-key mapping (`fully_connected: {...}`).
 
-
-# ----------------------------------------------------------------------------- layer options
-
-
-class InputOptions(Schema):
-    normalize: Literal["zscore", "none"] = Field("zscore", description="z-score with training statistics, or none")
-
-
-class FullyConnectedOptions(Schema):
-    units: int = Field(ge=1, description="output width K")
-    init: Literal["xavier", "he", "normal", "uniform"] = Field("xavier", description="weight initialisation")
-    scale: float | None = Field(None, gt=0, description="std of `normal`, half-width of `uniform`")
-
-
-class NoOptions(Schema):
-    pass
-
-
-LAYER_OPTIONS: dict[str, type[Schema]] = {"input": InputOptions, "fully_connected": FullyConnectedOptions}
-
-
-class LayerSpec(Schema):
-    """One entry of `layers`: a bare name (`relu`) or a one-key mapping (`fully_connected: {...}`)."""
+    Each registered layer (and objective) gets a subclass whose `kind` is its name and whose `options`
+    is its own schema; pydantic picks the subclass by `kind` (a discriminated union).
+    """
 
     kind: str
-    options: dict[str, Any] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_yaml(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"kind": value, "options": {}}
-        if isinstance(value, dict) and set(value) != {"kind", "options"}:
-            if len(value) != 1:
-                raise ValueError(f"a layer is a name or a mapping with one key, got keys {sorted(map(str, value))}")
-            ((kind, options),) = value.items()
-            if options is None:
-                options = {}
-            if not isinstance(options, dict):
-                raise ValueError(f"options of {kind!r} must be a mapping, got {options!r}")
-            return {"kind": kind, "options": options}
-        if isinstance(value, dict):
-            return value
-        raise ValueError(f"a layer is a name or a one-key mapping, got {value!r}")
+    options: Schema
 
     def to_yaml(self) -> Any:
-        return {self.kind: self.options} if self.options else self.kind
+        options = self.options.model_dump(mode="json", exclude_none=True)
+        return {self.kind: options} if options else self.kind
+
+
+def _from_yaml(value: Any) -> Any:
+    """`name` or `{name: {options}}` → `{"kind": name, "options": {options}}`."""
+    if isinstance(value, str):
+        return {"kind": value, "options": {}}
+    if isinstance(value, dict) and len(value) == 1 and set(value) != {"kind"}:
+        ((kind, options),) = value.items()
+        if isinstance(kind, str) and kind not in ("kind", "options"):
+            return {"kind": kind, "options": {} if options is None else options}
+    if isinstance(value, dict) and len(value) > 1 and not {"kind", "options"} >= set(value):
+        raise ValueError(f"expected a name or a mapping with one key, got keys {sorted(map(str, value))[:10]}")
+    if isinstance(value, (dict, NamedSpec)):
+        return value
+    raise ValueError(f"expected a name or a one-key mapping, got {shorten(value)}")
+
+
+def tagged_union(registry: dict[str, Any], base: type[NamedSpec]) -> Any:
+    """A discriminated union with one `base` subclass per registry name, its options typed by the class."""
+    members = [
+        create_model(f"{cls.__name__}_{name}", __base__=base, kind=(Literal[name], ...), options=(cls.Options, ...))
+        for name, cls in registry.items()
+    ]
+    for member in members:
+        SIBLINGS[member] = members
+    return Annotated[Union[tuple(members)], Field(discriminator="kind"), BeforeValidator(_from_yaml)]  # noqa: UP007
+
+
+def optimizer_union() -> Any:
+    """The optimizers' options, told apart by `name` (sgd when it is left out)."""
+    members = [cls.Options for cls in OPTIMIZERS.values()]
+    for member in members:
+        SIBLINGS[member] = members
+
+    def default_name(value: Any) -> Any:
+        return {"name": "sgd", **value} if isinstance(value, dict) and "name" not in value else value
+
+    return Annotated[Union[tuple(members)], Field(discriminator="name"), BeforeValidator(default_name)]  # noqa: UP007
+
+
+SchemaT = TypeVar("SchemaT", bound=Schema)
+
+
+def registered(base: type[SchemaT]) -> type[SchemaT]:
+    """`base` with its `layers`, `objective` and `optimizer` fields typed by the registries as they are now:
+    a layer, objective or optimizer registered at any time is validated by its own options schema."""
+    key = tuple((name, cls) for registry in (LAYERS, OBJECTIVES, OPTIMIZERS) for name, cls in registry.items())
+    return _registered(base, key)
+
+
+@functools.lru_cache(maxsize=16)
+def _registered(base: type[SchemaT], key: tuple[Any, ...]) -> type[SchemaT]:
+    fields: dict[str, Any] = {}
+    if "layers" in base.model_fields:
+        fields["layers"] = (list[tagged_union(LAYERS, NamedSpec)], Field(min_length=1))  # type: ignore[misc]
+    if "objective" in base.model_fields:
+        fields["objective"] = (tagged_union(OBJECTIVES, NamedSpec), ...)
+    if "optimizer" in base.model_fields:
+        fields["optimizer"] = (optimizer_union(), Field(default_factory=SGD.Options))
+    return create_model(base.__name__, __base__=base, __module__=base.__module__, **fields)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -107,23 +132,6 @@ class DataConfig(Schema):
         return [self.target] if isinstance(self.target, str) else list(self.target)
 
 
-class OptimizerConfig(Schema):
-    name: Literal["sgd", "momentum", "adam"] = "sgd"
-    learning_rate: float = Field(0.01, gt=0, description="η")
-    momentum: float = Field(0.9, ge=0, lt=1, description="μ of `momentum`")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    delta: float = Field(1e-8, gt=0, description="Adam's δ")
-    weight_decay: float = Field(0.0, ge=0, description="L2 λ: g ← g + λp")
-
-    def own_keys(self) -> set[str]:
-        """The keys this optimiser uses; the others' settings are neither accepted nor saved."""
-        return {"name", "learning_rate", "weight_decay", *OPTIMIZER_SETTINGS[self.name]}
-
-
-OPTIMIZER_SETTINGS = {"sgd": (), "momentum": ("momentum",), "adam": ("beta1", "beta2", "delta")}
-
-
 class EarlyStoppingConfig(Schema):
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest decrease of validation loss that counts")
@@ -138,14 +146,17 @@ class TrainingConfig(Schema):
 
 
 class Config(Schema):
+    """A whole config. Validate with `validate_config` (or `registered(Config)`), which types the layers,
+    objective and optimizer by the registries."""
+
     name: str | None = None
     seed: int = Field(0, ge=0)
     dtype: Literal["float64", "float32"] = "float64"
     epsilon: float = Field(1e-7, gt=0)
     data: DataConfig
-    layers: list[LayerSpec] = Field(min_length=1)
-    objective: str
-    optimizer: OptimizerConfig = OptimizerConfig()
+    layers: list[NamedSpec] = Field(min_length=1)  # each typed by its layer's schema: see `registered`
+    objective: NamedSpec
+    optimizer: OptimizerOptions = Field(default_factory=SGD.Options)
     training: TrainingConfig = TrainingConfig()
     output: str = "runs"
     _source: str = PrivateAttr("config")  # the file it came from, for messages
@@ -155,34 +166,15 @@ class Config(Schema):
         return self._source
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain YAML-able data (paths as strings, layers as written)."""
+        """The resolved config as plain YAML-able data (paths as strings, layers and objective as written)."""
         out = self.model_dump(mode="json")
         out["layers"] = [layer.to_yaml() for layer in self.layers]
-        own = self.optimizer.own_keys()
-        out["optimizer"] = {k: v for k, v in out["optimizer"].items() if k in own}
+        out["objective"] = self.objective.to_yaml()
+        out["optimizer"] = {"name": self.optimizer.name} | out["optimizer"]
         return out
-
-    @property
-    def is_classification(self) -> bool:
-        return self.objective in ("cross_entropy", "log_loss")
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def init_rng(seed: int) -> np.random.Generator:
-    """The weight-initialisation stream of a seed (shuffling and splitting have their own)."""
-    return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0])
-
-
-def rngs(seed: int) -> dict[str, np.random.Generator]:
-    """Independent streams for init, split and shuffle, so changing one never moves the others."""
-    init, split, shuffle = np.random.SeedSequence(seed).spawn(3)
-    return {
-        "init": np.random.default_rng(init),
-        "split": np.random.default_rng(split),
-        "shuffle": np.random.default_rng(shuffle),
-    }
 
 
 class _Loader(yaml.SafeLoader):
@@ -312,14 +304,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: set[str] = frozenset()) -> Config:
     """Both passes over already-parsed YAML; every problem found is listed in one ConfigError."""
+    schema = registered(Config)
     try:
-        config = Config.model_validate(raw)
+        config = schema.model_validate(raw)
     except ValidationError as exc:
-        problems = _merge([_describe(err, touched, raw=raw) for err in exc.errors()])
+        problems = merge([describe(err, schema, raw, frozenset(touched)) for err in exc.errors()])
         raise ConfigError(_join(path, problems)) from None
-    problems = (
-        check_layers(config, touched) + check_objective(config) + check_optimizer(config) + check_training(config)
-    )
+    problems = [problem for check in CROSS_FIELD_CHECKS for problem in check(config)]
     if problems:
         raise ConfigError(_join(path, problems))
     return config
@@ -331,60 +322,34 @@ def _join(path: Path | str, problems: list[str]) -> str:
     return f"{path}: {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
-def check_layers(config: Config, touched: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    """Second pass: every layer is known, its options fit its schema, and `input` comes first."""
-    problems = []
-    for i, layer in enumerate(config.layers):
-        where = f"layers[{i}]"
-        if layer.kind not in LAYERS:
-            hint = _suggest(layer.kind, LAYERS)
-            problems.append(f"{where}: unknown layer {layer.kind!r}{hint}; expected one of: {', '.join(LAYERS)}")
-            continue
-        if layer.kind == "input" and i != 0:
-            problems.append(f"{where}: input must be the first layer")
-        schema = LAYER_OPTIONS.get(layer.kind, NoOptions)
-        try:
-            layer.options = schema.model_validate(layer.options).model_dump(exclude_none=True)
-        except ValidationError as exc:
-            for err in exc.errors():
-                problems.append(
-                    _describe(err, touched, prefix=(f"layers[{i}]", str(layer.kind)), model=schema, raw=layer.options)
-                )
-    return problems
+def check_input_first(config: Config) -> list[str]:
+    return [
+        f"layers[{i}]: input must be the first layer"
+        for i, layer in enumerate(config.layers)
+        if layer.kind == "input" and i
+    ]
 
 
 def check_objective(config: Config) -> list[str]:
-    """Second pass: the objective exists and the output layer produces what it needs."""
-    if config.objective not in OBJECTIVES:
-        hint = _suggest(config.objective, OBJECTIVES)
-        return [f"objective: unknown objective {config.objective!r}{hint}; expected one of: {', '.join(OBJECTIVES)}"]
-    last = config.layers[-1].kind
-    needs = {"cross_entropy": ("softmax",), "log_loss": ("logistic", "sigmoid")}.get(config.objective)
-    if needs and last not in needs:
-        what = "class probabilities that sum to 1" if config.objective == "cross_entropy" else "probabilities in (0, 1)"
-        fix = "softmax" if config.objective == "cross_entropy" else "logistic or sigmoid"
-        softmax_log_loss = config.objective == "log_loss" and last == "softmax"
-        why = ", and softmax over one column always outputs 1" if softmax_log_loss else ""
-        extra = " (or use cross_entropy for one column of several classes)" if softmax_log_loss else ""
+    """The output layer produces what the objective scores, and the targets fit it."""
+    objective, last = config.objective.kind, config.layers[-1].kind
+    cls = OBJECTIVES[objective]
+    if cls.output_layers and last not in cls.output_layers:
+        what = "class probabilities that sum to 1" if cls.targets == "classes" else "probabilities in (0, 1)"
+        softmax_binary = cls.targets == "binary" and last == "softmax"
+        why = ", and softmax over one column always outputs 1" if softmax_binary else ""
+        extra = " (or use cross_entropy for one column of several classes)" if softmax_binary else ""
         return [
-            f"objective: {config.objective} needs {what} from the last layer, but layers[{len(config.layers) - 1}] "
-            f"is {last!r}{why}; end the stack with {fix}{extra}"
+            f"objective: {objective} needs {what} from the last layer, but layers[{len(config.layers) - 1}] "
+            f"is {last!r}{why}; end the stack with {' or '.join(cls.output_layers)}{extra}"
         ]
     targets = config.data.targets
-    if config.objective == "cross_entropy" and len(targets) > 1:
+    if cls.targets == "classes" and len(targets) > 1:
         return [
-            f"data.target: cross_entropy takes one column of class labels, got {len(targets)} columns {targets}; "
+            f"data.target: {objective} takes one column of class labels, got {len(targets)} columns {targets}; "
             "for several 0/1 columns use log_loss with a logistic output"
         ]
     return []
-
-
-def check_optimizer(config: Config) -> list[str]:
-    """Settings of another optimiser are mistakes (beta1 with momentum does nothing): say so."""
-    opt = config.optimizer
-    foreign = sorted(opt.model_fields_set - opt.own_keys())
-    users = {key: name for name, keys in OPTIMIZER_SETTINGS.items() for key in keys}
-    return [f"optimizer.{key}: only used by {users[key]}, but optimizer.name is {opt.name!r}" for key in foreign]
 
 
 def check_training(config: Config) -> list[str]:
@@ -397,131 +362,7 @@ def check_training(config: Config) -> list[str]:
     return []
 
 
-# ----------------------------------------------------------------------------- messages
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The schema class that validates the mapping at `loc` (for suggesting keys)."""
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        candidates = [field.annotation, *typing.get_args(field.annotation)]
-        for arg in list(candidates):
-            candidates += list(typing.get_args(arg))
-        sub = next((a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if sub is None:
-            return None
-        model = sub
-    return model
-
-
-def _suggest(word: str, choices: Any) -> str:
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-_UNION_TAGS = ("int", "str", "float", "bool", "none")
-
-
-def _user_loc(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
-    """`loc` without the member tags unions add (e.g. "str", "list[str]"): walk the user's document
-    and keep every part that is one of its keys or indices, so a user's own key `str` stays."""
-    out, node = [], raw
-    for part in loc:
-        in_dict = isinstance(node, dict) and part in node
-        if in_dict or (isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)):
-            node = node[part]
-        elif isinstance(part, str) and ("[" in part or part in _UNION_TAGS):
-            continue
-        else:
-            node = None
-        out.append(part)
-    return tuple(out)
-
-
-def _describe(
-    err: dict[str, Any],
-    touched: set[str] | frozenset[str],
-    prefix: tuple[str, ...] = (),
-    model: type[BaseModel] = Config,
-    raw: Any = None,
-) -> str:
-    """One pydantic error as `dotted.key: what was expected, got what`."""
-    loc = _user_loc(tuple(err["loc"]), raw)
-    key = ".".join(filter(None, [*prefix, _dotted(loc)]))
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    dotted = re.sub(r"\[(-?\d+)\]", r".\1", key)  # as --set writes it; an override at, above or below it counts
-    set_here = any(f"{dotted}.".startswith(f"{t}.") or f"{t}.".startswith(f"{dotted}.") for t in touched)
-    source = " (from --set)" if set_here else ""
-    if kind == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        hint = _suggest(loc[-1], parent.model_fields) if parent and loc else ""
-        valid = f"; valid keys: {', '.join(parent.model_fields)}" if parent else ""
-        if parent is not None and not parent.model_fields:
-            valid = f"; {prefix[-1] if prefix else 'this'} takes no options"
-        return f"{key}: unknown key{source}{hint or valid}"
-    if kind == "invalid_key":
-        return f"{_dotted(loc[:-1]) or 'config'}: keys must be names (strings), got {value!r}"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    if kind == "value_error":
-        message = str(ctx.get("error", err["msg"]))
-        field, sep, rest = message.partition(": ")
-        if sep and re.fullmatch(r"[a-z_]+", field):  # "target: ..." raised by the section's own check
-            return f"{key}.{field}: {rest}" if key else message
-        return f"{key}: {message}" if key else message
-    bound = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
-    expected = {
-        "greater_than": "a positive number" if ctx.get("gt") == 0 else f"a number > {bound.get('gt')}",
-        "greater_than_equal": f"a number ≥ {bound.get('ge')}",
-        "less_than": f"a number < {bound.get('lt')}",
-        "less_than_equal": f"a number ≤ {bound.get('le')}",
-        "finite_number": "a finite number",
-        "int_type": "an integer",
-        "int_parsing": "an integer",
-        "int_from_float": "a whole number",
-        "float_type": "a number",
-        "float_parsing": "a number",
-        "bool_type": "true or false",
-        "bool_parsing": "true or false",
-        "string_type": "a string",
-        "list_type": "a list",
-        "dict_type": "a mapping",
-        "model_type": "a mapping",
-        "model_attributes_type": "a mapping",
-        "literal_error": f"one of {ctx.get('expected')}",
-        "too_short": f"at least {ctx.get('min_length')} item(s)",
-        "path_type": "a file path",
-    }.get(kind, err["msg"].lower())
-    if kind == "greater_than_equal" and ctx.get("ge") in (0, 1) and isinstance(value, int):
-        expected = "a positive integer" if ctx.get("ge") == 1 else "a non-negative integer"
-    return f"{key}: expected {expected}, got {value!r}{source}"
-
-
-def _merge(problems: list[str]) -> list[str]:
-    """Union fields report once per member type; fold `k: expected A, got v` + `k: expected B, got v`."""
-    merged: dict[str, str] = {}
-    for problem in problems:
-        key, _, rest = problem.partition(": ")
-        if key in merged and rest.startswith("expected ") and merged[key].startswith("expected "):
-            first, _, got = merged[key].partition(", got ")
-            merged[key] = f"{first} or {rest[len('expected ') :].partition(', got ')[0]}, got {got}"
-        elif key not in merged:
-            merged[key] = rest
-    return [f"{k}: {v}" for k, v in merged.items()]
+CROSS_FIELD_CHECKS = (check_input_first, check_objective, check_training)
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

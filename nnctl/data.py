@@ -1,4 +1,4 @@
-"""CSV data with pandas: feature matrices, target encoding (SPEC §3) and the validation split.
+"""CSV data with pandas: feature matrices, target encoding (docs/reference.md#config) and the validation split.
 
 Every problem is a DataError naming the file, the column and the first offending row
 (rows are counted from 1 after the header; the file line is row + 1).
@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from nnctl.errors import DataError
+from nnctl.objectives import objective_class
+from nnctl.task import Task
 
 
 @dataclass
@@ -27,14 +29,12 @@ class Encoding:
     classes: list[Any] = field(default_factory=list)  # cross_entropy, or one-column log_loss
 
     @property
-    def task(self) -> str:
-        return "regression" if self.objective == "squared_error" else "classification"
+    def task(self) -> Task:
+        return Task(self.objective, self.n_outputs)
 
     @property
     def n_outputs(self) -> int:
-        if self.objective == "cross_entropy":
-            return len(self.classes)
-        return len(self.targets)
+        return len(self.classes) if objective_class(self.objective).targets == "classes" else len(self.targets)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,17 +161,18 @@ def feature_matrix(
 def infer_encoding(
     frame: pd.DataFrame, path: str, targets: list[str], features: list[str] | None, objective: str
 ) -> Encoding:
-    """Decide feature columns and classes from the training file (SPEC §3's target rules)."""
+    """Decide feature columns and classes from the training file (the target rules of docs/reference.md#config)."""
     _require_columns(frame, targets, path, "data.target")
     if features is None:
         features = [str(c) for c in frame.columns if c not in targets]
         if not features:
             raise DataError(f"data.features: {path} has no columns besides the target(s) {targets}")
     encoding = Encoding(features=list(features), targets=list(targets), objective=objective)
-    if objective == "cross_entropy":
+    task = encoding.task
+    if task.targets == "classes":
         if len(targets) != 1:
             raise DataError(
-                f"data.target: cross_entropy takes one column of class labels, got {len(targets)} columns {targets}"
+                f"data.target: {objective} takes one column of class labels, got {len(targets)} columns {targets}"
             )
         column = _labels(frame, targets[0], path)
         encoding.classes = _sorted_classes(column.unique())
@@ -179,8 +180,8 @@ def infer_encoding(
             raise DataError(
                 f"{path}: column {targets[0]!r} has only one class ({encoding.classes[0]!r}); need at least 2"
             )
-    elif objective == "log_loss":
-        if len(targets) == 1:
+    elif task.targets == "binary":
+        if not task.multilabel:
             column = _labels(frame, targets[0], path)
             classes = _sorted_classes(column.unique())
             if set(classes) <= {0, 1} and all(not isinstance(c, str) for c in classes):
@@ -188,8 +189,8 @@ def infer_encoding(
             if len(classes) != 2:
                 shown = ", ".join(map(repr, classes[:10])) + (" ..." if len(classes) > 10 else "")
                 raise DataError(
-                    f"data.target: log_loss needs two classes in column {targets[0]!r} of {path}, found {len(classes)} "
-                    f"({shown}); for more classes use cross_entropy with a softmax output"
+                    f"data.target: {objective} needs two classes in column {targets[0]!r} of {path}, "
+                    f"found {len(classes)} ({shown}); for more classes use cross_entropy with a softmax output"
                 )
             encoding.classes = classes
         else:
@@ -252,12 +253,12 @@ def encode_targets(
                 f"{path}: column {column!r}, row {row + 1} (line {row + 2}): label {_shown(labels.iloc[row])} "
                 f"is not one of the model's classes {classes}"
             )
-        if encoding.objective == "log_loss":
+        if encoding.task.targets == "binary":
             return index.astype(dtype).reshape(-1, 1)
         Y = np.zeros((len(frame), len(classes)), dtype=dtype)
         Y[np.arange(len(frame)), index] = 1
         return Y
-    if encoding.objective == "log_loss":
+    if encoding.task.multilabel:
         for column in encoding.targets:
             _check_binary(frame[column], column, path)
     return feature_matrix(frame, encoding.targets, path, dtype, key)
@@ -274,12 +275,13 @@ def load_dataset(
     return Dataset(X, Y, source)
 
 
-def split(dataset: Dataset, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[Dataset, Dataset]:
-    """Hold out `fraction` of the rows, per class when `stratify` (at least one row each side)."""
+def split(
+    dataset: Dataset, fraction: float, rng: np.random.Generator, labels: np.ndarray | None = None
+) -> tuple[Dataset, Dataset]:
+    """Hold out `fraction` of the rows, per class when `labels` (N,) are given (at least one row each side)."""
     n = len(dataset)
     order = rng.permutation(n)
-    if stratify:
-        labels = dataset.Y.argmax(axis=1) if dataset.Y.shape[1] > 1 else dataset.Y[:, 0]
+    if labels is not None:
         held = []
         for label in np.unique(labels):
             members = order[labels[order] == label]

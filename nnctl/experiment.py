@@ -16,28 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config, read_yaml, rngs, validate_config
+from nnctl.config import Config, read_yaml, validate_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
 from nnctl.errors import ConfigError, DivergenceError, RunError
 from nnctl.network import Network, build_network
-from nnctl.optimizers import Optimizer, optimizer_class
-from nnctl.run import (
-    CHECKPOINT,
-    CONFIG_YAML,
-    MODEL_JSON,
-    load_checkpoint,
-    save_checkpoint,
-    save_config,
-    save_history,
-    save_model,
-)
+from nnctl.optimizers import OPTIMIZERS, Optimizer
+from nnctl.run import CHECKPOINT, CONFIG_YAML, MODEL_JSON, RunWriter, load_checkpoint
+from nnctl.seeds import streams
 from nnctl.train import Callback, Trainer, TrainingState
 
-CHECKPOINT_EVERY_SECONDS = 30.0
+CHECKPOINT_EVERY_SECONDS = 10.0  # the run directory is kept current at least this often
 
 
 @dataclass
-class Prepared:
+class Setup:
     """Everything built from a config before the first step: data, encoding, network, optimiser."""
 
     config: Config
@@ -49,46 +41,47 @@ class Prepared:
     shuffle_rng: np.random.Generator
 
 
-def prepare(config: Config) -> Prepared:
+def set_up(config: Config) -> Setup:
     """Read and encode the data, check it against the stack, build and fit the network (no training)."""
-    dtype = np.dtype(config.dtype)
-    streams = rngs(config.seed)
-    frame = read_csv(config.data.train, f"{config.source}: data.train")
-    encoding = infer_encoding(
-        frame, str(config.data.train), config.data.targets, config.data.features, config.objective
-    )
-    train = load_dataset(config.data.train, encoding, dtype, frame)
-    if config.data.features is None:  # the resolved config names the columns it trained on
-        config.data.features = list(encoding.features)
-    validation = None
-    if config.data.validation is not None:
-        validation = load_dataset(
-            config.data.validation,
-            encoding,
-            dtype,
-            read_csv(config.data.validation, f"{config.source}: data.validation"),
-        )
-    elif config.data.validation_split:
+    rngs = streams(config.seed)
+    encoding, train, validation = load_data(config, rngs["split"])
+    network = build_for_data(config, encoding, rngs["init"])
+    if network.input is not None:
+        network.input.fit(train.X)  # statistics of the training rows only
+    optimizer = OPTIMIZERS[config.optimizer.name].build(config.optimizer)
+    return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"])
+
+
+def load_data(config: Config, split_rng: np.random.Generator) -> tuple[Encoding, Dataset, Dataset | None]:
+    """The encoding decided from the training file, the training set, and the validation set or split."""
+    data, dtype = config.data, np.dtype(config.dtype)
+    frame = read_csv(data.train, f"{config.source}: data.train")
+    encoding = infer_encoding(frame, str(data.train), data.targets, data.features, config.objective.kind)
+    train = load_dataset(data.train, encoding, dtype, frame)
+    if data.features is None:  # the resolved config names the columns it trained on
+        data.features = list(encoding.features)
+    if data.validation is not None:
+        frame = read_csv(data.validation, f"{config.source}: data.validation")
+        return encoding, train, load_dataset(data.validation, encoding, dtype, frame)
+    if data.validation_split:
         # Stratified by class; several independent 0/1 columns have no single class to stratify by.
-        train, validation = split(train, config.data.validation_split, streams["split"], bool(encoding.classes))
+        task = encoding.task
+        labels = task.labels(train.Y) if task.classification and not task.multilabel else None
+        return encoding, *split(train, data.validation_split, split_rng, labels)
+    return encoding, train, None
+
+
+def build_for_data(config: Config, encoding: Encoding, rng: np.random.Generator) -> Network:
+    """The config's network for the data's features and outputs; a mismatch names what the data has."""
     try:
-        network = build_network(config, len(encoding.features), encoding.n_outputs, rng=streams["init"])
+        return build_network(config, len(encoding.features), encoding.n_outputs, rng=rng)
     except ConfigError as exc:
         found = f"classes {encoding.classes}" if encoding.classes else f"target columns {encoding.targets}"
         raise ConfigError(f"{config.source}: {exc} (the data has {found})") from None
     except MemoryError:
-        widths = [layer.options.get("units") for layer in config.layers if layer.kind == "fully_connected"]
-        raise ConfigError(f"{config.source}: layers: not enough memory for fully_connected widths {widths}") from None
-    if network.input is not None:
-        network.input.fit(train.X)  # statistics of the training rows only
-    opt = config.optimizer
-    options: dict[str, Any] = {"learning_rate": opt.learning_rate, "weight_decay": opt.weight_decay}
-    if opt.name == "momentum":
-        options["momentum"] = opt.momentum
-    elif opt.name == "adam":
-        options.update(beta1=opt.beta1, beta2=opt.beta2, delta=opt.delta)
-    optimizer = optimizer_class(opt.name)(**options)
-    return Prepared(config, encoding, train, validation, network, optimizer, streams["shuffle"])
+        widths = [getattr(layer.options, "units", None) for layer in config.layers]
+        widths = [w for w in widths if w is not None]
+        raise ConfigError(f"{config.source}: layers: not enough memory for layer widths {widths}") from None
 
 
 def run_directory(config: Config, out: str | Path | None = None) -> Path:
@@ -120,36 +113,40 @@ def load_saved_config(path: Path) -> Config:
     return validate_config(read_yaml(file), file)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """How a run ended: small and picklable (a sweep returns it from worker processes)."""
+
     path: Path
-    state: TrainingState
-    prepared: Prepared
+    status: str  # TrainingState.stop_reason: "epochs", "early_stopping", "tolerance", "interrupted", …
+    epoch: int  # epochs completed
+    batch: int  # batches done in an interrupted epoch
+    best_epoch: int
+    history: list[dict[str, Any]]
     restored_best: bool = False  # the saved model holds the best validation epoch's weights
 
-    @property
-    def status(self) -> str:
-        return self.state.stop_reason or "unknown"
+    @classmethod
+    def of(cls, path: Path, state: TrainingState, restored_best: bool) -> TrainResult:
+        status = state.stop_reason or "unknown"
+        return cls(path, status, state.epoch, state.batch, state.best_epoch, list(state.history), restored_best)
 
 
-class _Checkpointer:
-    """Forwards progress to the user's callback and saves a checkpoint every so often."""
+class Checkpointer(Callback):
+    """Forwards progress to the user's callback and keeps the run directory current every so often."""
 
-    def __init__(self, inner: Callback | None, save: Any) -> None:
-        self.inner, self.save, self.last = inner, save, time.monotonic()
+    def __init__(self, inner: Callback | None, save: Any, every: float = CHECKPOINT_EVERY_SECONDS) -> None:
+        self.inner = inner if inner is not None else Callback()
+        self.save, self.every, self.last = save, every, time.monotonic()
 
     def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
-        if self.inner is not None and hasattr(self.inner, "on_train_begin"):
-            self.inner.on_train_begin(state, epochs, n_batches)
+        self.inner.on_train_begin(state, epochs, n_batches)
 
     def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
-        if self.inner is not None and hasattr(self.inner, "on_batch_end"):
-            self.inner.on_batch_end(epoch, batch, n_batches, samples)
+        self.inner.on_batch_end(epoch, batch, n_batches, samples)
 
     def on_epoch_end(self, record: dict[str, Any], state: TrainingState) -> None:
-        if self.inner is not None and hasattr(self.inner, "on_epoch_end"):
-            self.inner.on_epoch_end(record, state)
-        if time.monotonic() - self.last > CHECKPOINT_EVERY_SECONDS and state.stop_reason is None:
+        self.inner.on_epoch_end(record, state)
+        if time.monotonic() - self.last > self.every and state.stop_reason is None:
             self.save(state)
             self.last = time.monotonic()
 
@@ -159,7 +156,7 @@ def stop_on_sigint(trainer: Trainer) -> Iterator[None]:
     """The first Ctrl-C asks the trainer to stop after this batch; a second one aborts at once."""
 
     def handler(signum: int, frame: Any) -> None:
-        if trainer._stop_requested:
+        if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.request_stop()
 
@@ -185,89 +182,88 @@ def train(
 ) -> TrainResult:
     """Train a config into its run directory (or continue one with `resume`); returns where and how it ended."""
     if resume is not None:
-        path = Path(resume)
-        if not (path / CHECKPOINT / "state.json").exists():
-            raise RunError(f"{path}: cannot resume: no checkpoint in this directory (is it a run directory?)")
-        saved = load_saved_config(path)
+        path = _resumable(Path(resume))
+        saved: Config | None = load_saved_config(path)
     else:
-        path = run_directory(config, out)
-        if path.exists() and not path.is_dir():
-            raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
-        if path.exists() and not force and any(path.iterdir()):
-            raise RunError(
-                f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory"
-            )
-    prepared = prepare(config)  # fills in defaults that depend on the data (the feature list)
+        path, saved = new_run_path(config, out, force), None
+    setup = set_up(config)  # fills in defaults that depend on the data (the feature list)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
-    state = None
-    if resume is not None:
-        differing = config_differences(config, saved)
-        if differing:
-            raise ConfigError(
-                f"cannot resume {path}: the config differs from the run's in {', '.join(differing)}; "
-                "only training.epochs may change (start a new run instead)"
-            )
-        config.name, config.output = saved.name, saved.output
-        state = load_checkpoint(path, prepared.optimizer, prepared.network, prepared.shuffle_rng)
-        if state.stop_reason == "diverged":
-            raise RunError(f"{path}: this run diverged; start a new run with a smaller learning rate instead")
-        if state.stop_reason in ("early_stopping", "tolerance"):  # an uninterrupted run would stop here too
-            raise RunError(
-                f"{path}: nothing to resume: the run stopped after {state.epoch} epoch(s) by {state.stop_reason}; "
-                "more epochs would not change that (start a new run instead)"
-            )
-        if state.finished and state.epoch >= config.training.epochs:
-            raise RunError(
-                f"{path}: nothing to resume: the run finished after {state.epoch} epoch(s) ({state.stop_reason}); "
-                "raise training.epochs with --set to train longer"
-            )
-        reached = state.epoch + (1 if state.batch else 0)  # an interrupted epoch counts: it must be finished
-        if config.training.epochs < reached:
-            raise ConfigError(
-                f"training.epochs: cannot resume {path} with {config.training.epochs} epoch(s): the run "
-                + (f"is already inside epoch {reached}" if state.batch else f"has already completed {reached} epochs")
-                + f"; set training.epochs to at least {reached}"
-            )
-    elif path.exists() and force:
+    state = resumed_state(config, saved, setup, path) if saved is not None else None
+    if resume is None and force:
         _clear_run(path)
-
-    def save(current: TrainingState) -> None:
-        try:
-            save_config(path, config)
-            save_checkpoint(path, current, prepared.optimizer, prepared.network, prepared.shuffle_rng)
-            save_model(path, config, prepared.network, prepared.encoding, model_status(current))
-            save_history(path, current.history, prepared.encoding.task)
-        except OSError as exc:
-            raise RunError(f"{path}: cannot write the run directory: {exc.strerror or exc}") from None
-
+    writer = RunWriter(path, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng)
+    writer.save_config()
     trainer = Trainer(
-        prepared.network, prepared.optimizer, config.training, prepared.shuffle_rng, _Checkpointer(callback, save)
+        setup.network, setup.optimizer, config.training, setup.shuffle_rng, Checkpointer(callback, writer.save)
     )
     try:
         with stop_on_sigint(trainer) if handle_sigint else nullcontext():
-            state = trainer.fit(prepared.train, prepared.validation, state)
+            state = trainer.fit(setup.train, setup.validation, state)
     except DivergenceError:
-        save(trainer.state)  # the weights of the last finished epoch, and the history up to it
+        writer.save(trainer.state)  # the weights of the last finished epoch, and the history up to it
         raise
-    save(state)  # the checkpoint keeps the last weights, so more epochs continue exactly
+    writer.save(state)  # the checkpoint keeps the last weights, so more epochs continue exactly
     restored = config.training.early_stopping is not None and state.finished and trainer.restore_best(state)
     if restored:
-        save_model(path, config, prepared.network, prepared.encoding, model_status(state) | {"restored_best": True})
-    return TrainResult(path, state, prepared, restored)
+        writer.save_model(state, restored_best=True)
+    return TrainResult.of(path, state, restored)
 
 
-def model_status(state: TrainingState) -> dict[str, Any]:
-    """What model.json says about how training went."""
-    return {"status": state.stop_reason or "training", "epochs_completed": state.epoch, "best_epoch": state.best_epoch}
+def _resumable(path: Path) -> Path:
+    if not (path / CHECKPOINT / "state.json").exists():
+        raise RunError(f"{path}: cannot resume: no checkpoint in this directory (is it a run directory?)")
+    return path
+
+
+def new_run_path(config: Config, out: str | Path | None, force: bool) -> Path:
+    """Where a new run goes; an existing run there is an error unless `force`."""
+    path = run_directory(config, out)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
+    if path.exists() and not force and any(path.iterdir()):
+        raise RunError(
+            f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory"
+        )
+    return path
+
+
+def resumed_state(config: Config, saved: Config, setup: Setup, path: Path) -> TrainingState:
+    """The checkpoint's state, once the config matches the run's and there is training left to do."""
+    differing = config_differences(config, saved)
+    if differing:
+        raise ConfigError(
+            f"cannot resume {path}: the config differs from the run's in {', '.join(differing)}; "
+            "only training.epochs may change (start a new run instead)"
+        )
+    config.name, config.output = saved.name, saved.output
+    state = load_checkpoint(path, setup.optimizer, setup.network, setup.shuffle_rng)
+    if state.stop_reason == "diverged":
+        raise RunError(f"{path}: this run diverged; start a new run with a smaller learning rate instead")
+    if state.stop_reason in ("early_stopping", "tolerance"):  # an uninterrupted run would stop here too
+        raise RunError(
+            f"{path}: nothing to resume: the run stopped after {state.epoch} epoch(s) by {state.stop_reason}; "
+            "more epochs would not change that (start a new run instead)"
+        )
+    if state.finished and state.epoch >= config.training.epochs:
+        raise RunError(
+            f"{path}: nothing to resume: the run finished after {state.epoch} epoch(s) ({state.stop_reason}); "
+            "raise training.epochs with --set to train longer"
+        )
+    reached = state.epoch + (1 if state.batch else 0)  # an interrupted epoch counts: it must be finished
+    if config.training.epochs < reached:
+        raise ConfigError(
+            f"training.epochs: cannot resume {path} with {config.training.epochs} epoch(s): the run "
+            + (f"is already inside epoch {reached}" if state.batch else f"has already completed {reached} epochs")
+            + f"; set training.epochs to at least {reached}"
+        )
+    return state
 
 
 def _clear_run(path: Path) -> None:
     """--force: remove what a previous run left (only nnctl's own files)."""
-    for name in (CHECKPOINT,):
-        if (path / name).is_dir():
-            shutil.rmtree(path / name)
-    for name in (MODEL_JSON,):
-        (path / name).unlink(missing_ok=True)
+    if (path / CHECKPOINT).is_dir():
+        shutil.rmtree(path / CHECKPOINT)
+    (path / MODEL_JSON).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Analytic gradients against central finite differences (SPEC §5), always in float64.
+"""Analytic gradients against central finite differences (docs/reference.md#gradcheck), always in float64.
 
 For every checked array, with `a` analytic and `n` numerical:
 max_abs_error = max|a − n| and max_rel_error = max|a − n| / max(max|a|, max|n|, 1e-8);
@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.layers import LAYERS, Activation, FullyConnected, Input, Module, Softmax
+from nnctl.layers import LAYERS, Activation, Input, Module, Softmax
 from nnctl.network import Network, build_modules
 from nnctl.objectives import OBJECTIVES, Objective
+from nnctl.task import Task
 
 TOLERANCE = 1e-4
 DEFAULT_EPS = 1e-6
-# The SPEC's ε (in logistic/tanh derivatives and the objectives) is a stabiliser that makes the formulas
+# The maths' ε (in logistic/tanh derivatives and the objectives) is a stabiliser that makes the formulas
 # differ from the true derivative by O(ε); with ε = 0 they are exact, so differences can check them tightly.
 EXACT = 0.0
 
@@ -45,7 +46,7 @@ class Check:
 
 
 def compare(module: str, parameter: str, analytic: np.ndarray, numeric: np.ndarray) -> Check:
-    """One Check with SPEC §5's normwise relative error."""
+    """One Check with the normwise relative error of the module docstring."""
     diff = np.abs(analytic - numeric)
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = max(float(np.abs(analytic).max(initial=0.0)), float(np.abs(numeric).max(initial=0.0)), 1e-8)
@@ -147,10 +148,12 @@ def check_objective(objective: Objective, y: np.ndarray, yhat: np.ndarray, eps: 
 
 
 def _objective_data(name: str, rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if name == "cross_entropy":
+    """Targets and outputs an objective accepts: one-hot and a distribution, 0/1 and probabilities, or values."""
+    targets = Task(name, k).targets
+    if targets == "classes":
         y = np.eye(k)[rng.integers(0, k, size=n)]
         yhat = rng.dirichlet(np.ones(k), size=n) * 0.9 + 0.1 / k
-    elif name == "log_loss":
+    elif targets == "binary":
         y = rng.integers(0, 2, size=(n, k)).astype(np.float64)
         yhat = rng.uniform(0.05, 0.95, size=(n, k))
     else:
@@ -158,22 +161,23 @@ def _objective_data(name: str, rng: np.random.Generator, n: int, k: int) -> tupl
     return y, yhat
 
 
+# One small stack per way of reading targets (nnctl.objectives.Targets), ending in the output it needs.
 STACKS: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "cross_entropy": [
+    "classes": [
         ("input", {}),
         ("fully_connected", {"units": 6}),
         ("tanh", {}),
         ("fully_connected", {"units": 3}),
         ("softmax", {}),
     ],
-    "log_loss": [
+    "binary": [
         ("input", {}),
         ("fully_connected", {"units": 6}),
         ("relu", {}),
         ("fully_connected", {"units": 2}),
         ("logistic", {}),
     ],
-    "squared_error": [
+    "values": [
         ("input", {}),
         ("fully_connected", {"units": 6}),
         ("logistic", {}),
@@ -181,6 +185,8 @@ STACKS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("linear", {}),
     ],
 }
+# Options for building a module alone where its defaults will not do (required keys, or a visible scale).
+EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {"fully_connected": {"units": 3, "init": "normal", "scale": 0.5}}
 
 
 def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> list[Check]:
@@ -192,25 +198,19 @@ def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> lis
         if cls in seen:
             continue  # aliases (sigmoid) share a class
         seen.add(cls)
-        width = 5
-        if cls is FullyConnected:
-            module: Module = FullyConnected(width, 3, init="normal", scale=0.5, rng=rng)
-        elif cls is Input:
-            module = Input(width)
-            module.fit(rng.normal(2.0, 3.0, size=(20, width)))
-        else:
-            module = build_modules([(name, {})], width, epsilon=EXACT)[0]
-        checks += check_module(module, rng.normal(size=(rows, width)), rng, eps)
-    for name, cls in OBJECTIVES.items():
+        (module,) = build_modules([(name, EXAMPLE_OPTIONS.get(name, {}))], 5, epsilon=EXACT, rng=rng)
+        if isinstance(module, Input):
+            module.fit(rng.normal(2.0, 3.0, size=(20, 5)))
+        checks += check_module(module, rng.normal(size=(rows, 5)), rng, eps)
+    for name, objective_cls in OBJECTIVES.items():
         y, yhat = _objective_data(name, rng, rows, 3)
-        checks.append(check_objective(cls(epsilon=EXACT), y, yhat, eps))
-    for name, stack in STACKS.items():
-        modules = build_modules(stack, 4, rng=rng, epsilon=EXACT)
-        k = modules[-2].out_features
-        network = Network(modules, OBJECTIVES[name](epsilon=EXACT))
+        checks.append(check_objective(objective_cls.build(objective_cls.Options(), EXACT), y, yhat, eps))
+    for name, objective_cls in OBJECTIVES.items():
+        modules = build_modules(STACKS[objective_cls.targets], 4, rng=rng, epsilon=EXACT)
+        network = Network(modules, objective_cls.build(objective_cls.Options(), EXACT))
         X = rng.normal(size=(rows, 4))
-        modules[0].fit(rng.normal(size=(50, 4)))
-        y, _ = _objective_data(name, rng, rows, k)
+        modules[0].fit(rng.normal(size=(50, 4)))  # type: ignore[attr-defined]
+        y, _ = _objective_data(name, rng, rows, modules[-2].out_features or 1)
         checks += [
             Check(f"{name} stack: {c.module}", c.parameter, c.shape, c.max_abs_error, c.max_rel_error, c.passed)
             for c in check_network(network, X, y, eps)
@@ -220,9 +220,9 @@ def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> lis
 
 def check_config(config: Any, rows: int = 8, eps: float = DEFAULT_EPS) -> list[Check]:
     """A config's network in float64 with its seed, input fitted on the training CSV, on its first rows."""
-    from nnctl.experiment import prepare
+    from nnctl.experiment import set_up
 
     config.dtype = "float64"
-    prepared = prepare(config)
-    exact_derivatives(prepared.network)
-    return check_network(prepared.network, prepared.train.X[:rows], prepared.train.Y[:rows], eps)
+    setup = set_up(config)
+    exact_derivatives(setup.network)
+    return check_network(setup.network.eval(), setup.train.X[:rows], setup.train.Y[:rows], eps)

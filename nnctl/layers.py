@@ -1,6 +1,6 @@
 """The modules of a network: batch-first NumPy layers with forward / gradient / backward.
 
-Every module follows one contract (SPEC §1):
+Every module follows one contract (docs/reference.md#maths):
 
 - ``forward(x)`` takes ``(N, D)`` and returns ``(N, K)``, caching what backward needs;
 - ``gradient()`` returns the Jacobian of the last forward as the slides define it
@@ -8,33 +8,56 @@ Every module follows one contract (SPEC §1):
 - ``backward(δ)`` returns ``δ · gradient()`` computed efficiently and fills ``grads``.
 
 ``params`` and ``grads`` are parallel dicts of arrays; ``grads`` arrays are written
-in place so an optimiser can hold on to them.
+in place so an optimiser can hold on to them. A module is one class with its options
+schema (``Options``) and a ``build`` constructor, plus one line in ``LAYERS``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from nnctl.errors import ConfigError
+from nnctl.schema import Schema, validate_options
 
 EPSILON = 1e-7
-INITS = ("xavier", "he", "normal", "uniform")
 DEFAULT_SCALE = {"normal": 0.01, "uniform": 1e-4}  # the course initialises uniformly in ±1e-4
 
 
+@dataclass
+class BuildContext:
+    """What every module may need when it is built from a config, besides its width and options."""
+
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float64))
+    epsilon: float = EPSILON
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))  # weight initialisation
+
+
+class NoOptions(Schema):
+    """A module without options (`relu`, `softmax`, ...)."""
+
+
 class Module:
-    """Base class: a parameter-free identity. Subclasses override what differs."""
+    """Base class: a parameter-free module. Subclasses override what differs."""
 
     name: ClassVar[str] = "module"
     jacobian_structure: ClassVar[str] = "diagonal"  # of ∂out/∂in per row: "diagonal", "full" or "Wᵀ"
+    Options: ClassVar[type[Schema]] = NoOptions
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
-        self.out_features: int | None = None
+        self.out_features: int | None = None  # None: as wide as its input
+        self.training = False  # set by Network.train() / Network.eval(); modules such as dropout read it
+
+    @classmethod
+    def build(cls, width: int, options: Any, context: BuildContext) -> Module:
+        """The module for an input `width` from validated `options` (an instance of `cls.Options`)."""
+        return cls()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -44,6 +67,10 @@ class Module:
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def backward_params(self, delta: np.ndarray) -> None:
+        """Only the parameter gradients of backward (the first layer's ∂J/∂x is never needed in training)."""
+        self.backward(delta)
 
     def config(self) -> dict[str, Any]:
         """The options that rebuild this module (saved in model.json)."""
@@ -63,10 +90,11 @@ class Input(Module):
 
     name = "input"
 
+    class Options(Schema):
+        normalize: Literal["zscore", "none"] = Field("zscore", description="z-score with training statistics, or none")
+
     def __init__(self, n_features: int, normalize: str = "zscore", dtype: Any = np.float64) -> None:
         super().__init__()
-        if normalize not in ("zscore", "none"):
-            raise ConfigError(f"input.normalize: expected 'zscore' or 'none', got {normalize!r}")
         self.normalize = normalize
         self.out_features = n_features
         # Not parameters: the optimiser never sees them; saved with the model all the same.
@@ -74,6 +102,10 @@ class Input(Module):
             "mean": np.zeros((1, n_features), dtype=dtype),
             "std": np.ones((1, n_features), dtype=dtype),
         }
+
+    @classmethod
+    def build(cls, width: int, options: Any, context: BuildContext) -> Input:
+        return cls(width, options.normalize, context.dtype)
 
     def fit(self, x: np.ndarray) -> None:
         """Fit μ and σ on training rows (σ of 0 → 1, so constant columns pass through centred)."""
@@ -109,6 +141,11 @@ class FullyConnected(Module):
     name = "fully_connected"
     jacobian_structure = "Wᵀ"
 
+    class Options(Schema):
+        units: int = Field(ge=1, description="output width K")
+        init: Literal["xavier", "he", "normal", "uniform"] = Field("xavier", description="weight initialisation")
+        scale: float | None = Field(None, gt=0, description="std of `normal`, half-width of `uniform`")
+
     def __init__(
         self,
         in_features: int,
@@ -119,10 +156,6 @@ class FullyConnected(Module):
         dtype: Any = np.float64,
     ) -> None:
         super().__init__()
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:  # bool is an int subclass
-            raise ConfigError(f"fully_connected.units: expected a positive integer, got {units!r}")
-        if init not in INITS:
-            raise ConfigError(f"fully_connected.init: expected one of {', '.join(INITS)}, got {init!r}")
         rng = rng if rng is not None else np.random.default_rng(0)
         self.in_features, self.out_features = in_features, units
         self.init, self.scale = init, scale
@@ -141,6 +174,10 @@ class FullyConnected(Module):
         self.params = {"W": W.astype(dtype), "b": np.zeros((1, K), dtype=dtype)}
         self.grads = {"W": np.zeros((D, K), dtype=dtype), "b": np.zeros((1, K), dtype=dtype)}
 
+    @classmethod
+    def build(cls, width: int, options: Any, context: BuildContext) -> FullyConnected:
+        return cls(width, options.units, options.init, options.scale, context.rng, context.dtype)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
         h = x @ self.params["W"]  # (N, K)
@@ -150,15 +187,18 @@ class FullyConnected(Module):
     def gradient(self) -> np.ndarray:
         return self.params["W"].T.copy()  # (K, D): ∂h/∂x for every row
 
-    def backward(self, delta: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+    def backward(self, delta: np.ndarray) -> np.ndarray:
         """∂J/∂W = Xᵀδ / N and ∂J/∂b = mean(δ), written in place; returns δ Wᵀ."""
+        self.backward_params(delta)
+        return delta @ self.params["W"].T
+
+    def backward_params(self, delta: np.ndarray) -> None:
         n = delta.shape[0]
         gW, gb = self.grads["W"], self.grads["b"]
         np.matmul(self._x.T, delta, out=gW)
         gW /= n
         np.add.reduce(delta, axis=0, keepdims=True, out=gb)  # the mean as np.mean computes it: Σ, then / N
         gb /= n
-        return delta @ self.params["W"].T if need_input_grad else None
 
     def config(self) -> dict[str, Any]:
         options: dict[str, Any] = {"units": self.out_features, "init": self.init}
@@ -176,6 +216,10 @@ class Activation(Module):
     def __init__(self, epsilon: float = EPSILON) -> None:
         super().__init__()
         self.epsilon = epsilon
+
+    @classmethod
+    def build(cls, width: int, options: Any, context: BuildContext) -> Activation:
+        return cls(epsilon=context.epsilon, **options.model_dump())
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._z = x
@@ -271,9 +315,6 @@ class Softmax(Activation):
         out *= g
         return out
 
-    def jacobian_shape(self, width_in: int) -> tuple[int, int]:
-        return (width_in, width_in)
-
 
 LAYERS: dict[str, type[Module]] = {
     "input": Input,
@@ -293,3 +334,11 @@ def layer_class(name: str) -> type[Module]:
         return LAYERS[name]
     except KeyError:
         raise ConfigError(f"unknown layer {name!r}; expected one of: {', '.join(LAYERS)}") from None
+
+
+def build_layer(name: str, width: int, options: Any, context: BuildContext) -> Module:
+    """A registered layer from its name and options (a mapping, validated here, or an `Options` instance)."""
+    cls = layer_class(name)
+    if not isinstance(options, cls.Options):
+        options = validate_options(cls.Options, options, name)
+    return cls.build(width, options, context)

@@ -1,4 +1,4 @@
-"""Metrics of predictions against encoded targets (SPEC §5). Pure functions of arrays."""
+"""Metrics of predictions against encoded targets (docs/reference.md#json-outputs). Pure functions of arrays."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from typing import Any
 
 import numpy as np
 
-
-def predicted_classes(yhat: np.ndarray) -> np.ndarray:
-    """Class indices (N,): argmax of several outputs, or ŷ ≥ 0.5 for one logistic output."""
-    return yhat.argmax(axis=1) if yhat.shape[1] > 1 else (yhat[:, 0] >= 0.5).astype(np.intp)
-
-
-def true_classes(Y: np.ndarray) -> np.ndarray:
-    return Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.intp)
+from nnctl.task import Task, predicted_classes, true_classes
 
 
 def classification_report(Y: np.ndarray, yhat: np.ndarray, classes: list[Any]) -> dict[str, Any]:
@@ -52,7 +45,7 @@ def multilabel_report(Y: np.ndarray, yhat: np.ndarray, labels: list[str]) -> dic
     """Several independent 0/1 targets: element-wise accuracy, and one 2×2 report per label."""
     reports = {name: classification_report(Y[:, [j]], yhat[:, [j]], [0, 1]) for j, name in enumerate(labels)}
     return {
-        "accuracy": float(((yhat >= 0.5) == (Y >= 0.5)).mean()),
+        "accuracy": Task("log_loss", Y.shape[1]).accuracy(Y, yhat),
         "macro_f1": float(np.mean([r["per_class"]["1"]["f1"] for r in reports.values()])),
         "classes": list(labels),
         "confusion_matrix": {name: r["confusion_matrix"] for name, r in reports.items()},

@@ -8,23 +8,44 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnctl.errors import ConfigError
-from nnctl.layers import Activation, FullyConnected, Input, Module, layer_class
-from nnctl.objectives import Objective, objective_class
+from nnctl.layers import EPSILON, BuildContext, FullyConnected, Input, Module, build_layer
+from nnctl.objectives import OBJECTIVES, Objective
+from nnctl.seeds import streams
 
 if TYPE_CHECKING:
     from nnctl.config import Config
 
 
 class Network:
-    """Modules applied in order, then an objective; backward walks them in reverse (the slides' pseudo-code)."""
+    """Modules applied in order, then an objective; backward walks them in reverse (the slides' pseudo-code).
+
+    A network is in evaluation mode until `train()` is called: modules that behave differently while
+    training (dropout) read `module.training`. The trainer switches modes; eval, predict, gradcheck and
+    summary use evaluation mode.
+    """
 
     def __init__(self, modules: Sequence[Module], objective: Objective) -> None:
         self.modules = list(modules)
         self.objective = objective
+        self._param_plans: dict[int, list[Module]] = {}
+        self.eval()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """ŷ for a batch X (N, D)."""
+    def train(self, mode: bool = True) -> Network:
+        """Training mode (or evaluation mode with `mode=False`) for every module; returns the network."""
         for module in self.modules:
+            module.training = mode
+        return self
+
+    def eval(self) -> Network:
+        return self.train(False)
+
+    @property
+    def training(self) -> bool:
+        return any(module.training for module in self.modules)
+
+    def forward(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        """ŷ for a batch X (N, D); `start` skips leading modules already applied to x (the trainer's input)."""
+        for module in self.modules[start:]:
             x = module.forward(x)
         return x
 
@@ -33,6 +54,24 @@ class Network:
         for module in reversed(self.modules):
             delta = module.backward(delta)
         return delta
+
+    def backward_params(self, delta: np.ndarray, start: int = 0) -> None:
+        """Fill every parameter gradient, skipping the work nothing needs: ∂J/∂X of the data, and δ below
+        the first module with parameters."""
+        plan = self._param_plans.get(start)
+        if plan is None:
+            plan = self._param_plans[start] = self._param_plan(start)
+        *through, last = plan or [None]
+        for module in through:
+            delta = module.backward(delta)
+        if last is not None:
+            last.backward_params(delta)
+
+    def _param_plan(self, start: int) -> list[Module]:
+        """Modules from the output down to the first one (at or after `start`) that has parameters."""
+        modules = self.modules[start:]
+        first = next((i for i, module in enumerate(modules) if module.params), None)
+        return [] if first is None else list(reversed(modules[first:]))
 
     def loss(self, y: np.ndarray, yhat: np.ndarray) -> float:
         return self.objective.eval(y, yhat)
@@ -109,37 +148,23 @@ class Network:
 
 
 def build_modules(
-    layers: Sequence[tuple[str, dict[str, Any]]],
+    layers: Sequence[Any],
     n_features: int,
     *,
     dtype: Any = np.float64,
-    epsilon: float = 1e-7,
+    epsilon: float = EPSILON,
     rng: np.random.Generator | None = None,
 ) -> list[Module]:
-    """Instantiate (name, options) layer specs in order, tracking the width each one sees."""
-    rng = rng if rng is not None else np.random.default_rng(0)
+    """Build layer specs in order (config `NamedSpec`s, or (name, options) pairs), tracking each one's width."""
+    context = BuildContext(np.dtype(dtype), epsilon, rng if rng is not None else np.random.default_rng(0))
     modules: list[Module] = []
     width = n_features
-    for name, options in layers:
-        cls = layer_class(name)
-        if issubclass(cls, Input):
-            module: Module = Input(width, dtype=dtype, **options)
-        elif issubclass(cls, FullyConnected):
-            module = FullyConnected(width, rng=rng, dtype=dtype, **options)
-        elif issubclass(cls, Activation):
-            module = cls(epsilon=epsilon, **options)
-        else:  # a registered module with its own constructor
-            module = cls(**options)
+    for spec in layers:
+        name, options = (spec.kind, spec.options) if hasattr(spec, "kind") else spec
+        module = build_layer(name, width, options, context)
         width = module.out_features if module.out_features is not None else width
         modules.append(module)
     return modules
-
-
-def output_width(modules: Sequence[Module], n_features: int) -> int:
-    width = n_features
-    for module in modules:
-        width = module.out_features if module.out_features is not None else width
-    return width
 
 
 def build_network(
@@ -151,17 +176,9 @@ def build_network(
     dtype: Any = None,
 ) -> Network:
     """Build the config's network for data with `n_features` columns and `n_outputs` targets or classes."""
-    from nnctl.config import init_rng
-
-    dtype = np.dtype(dtype or cfg.dtype)
-    modules = build_modules(
-        [(layer.kind, layer.options) for layer in cfg.layers],
-        n_features,
-        dtype=dtype,
-        epsilon=cfg.epsilon,
-        rng=rng if rng is not None else init_rng(cfg.seed),
-    )
-    width = output_width(modules, n_features)
+    rng = rng if rng is not None else streams(cfg.seed)["init"]
+    modules = build_modules(cfg.layers, n_features, dtype=np.dtype(dtype or cfg.dtype), epsilon=cfg.epsilon, rng=rng)
+    width = next((m.out_features for m in reversed(modules) if m.out_features is not None), n_features)
     if width != n_outputs:
         last = max((i for i, m in enumerate(modules) if isinstance(m, FullyConnected)), default=None)
         if last is None:
@@ -173,4 +190,5 @@ def build_network(
             f"layers[{last}].fully_connected.units: the network ends with {width} outputs, expected {n_outputs} "
             f"(one per target or class); set the last fully_connected layer's units to {n_outputs}"
         )
-    return Network(modules, objective_class(cfg.objective)(epsilon=cfg.epsilon))
+    objective = OBJECTIVES[cfg.objective.kind].build(cfg.objective.options, cfg.epsilon)
+    return Network(modules, objective)

@@ -1,21 +1,39 @@
-"""Objective functions J(y, ŷ): ``eval`` is the batch mean, ``gradient`` the per-row ∂J/∂ŷ (N, K)."""
+"""Objective functions J(y, ŷ): ``eval`` is the batch mean, ``gradient`` the per-row ∂J/∂ŷ (N, K).
+
+An objective is one class (with its ``Options`` schema) plus one line in ``OBJECTIVES``; what its
+outputs mean (task, classes, accuracy) is decided in one place, ``nnctl.task``, from ``targets``.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from nnctl.errors import ConfigError
-from nnctl.layers import EPSILON
+from nnctl.layers import EPSILON, NoOptions
+from nnctl.schema import Schema
+
+# How an objective reads its target column(s) (nnctl.task turns this into classes and accuracy):
+#   "values"  one or more numeric columns (regression);
+#   "classes" one column of class labels, one-hot encoded, one output per class;
+#   "binary"  0/1 per output: one column of two classes, or several 0/1 columns (multi-label).
+Targets = Literal["values", "classes", "binary"]
 
 
 class Objective:
     name: ClassVar[str] = "objective"
-    task: ClassVar[str] = "regression"  # or "classification"
+    targets: ClassVar[Targets] = "values"
+    output_layers: ClassVar[tuple[str, ...]] = ()  # the last layers whose outputs it can score (empty: any)
+    Options: ClassVar[type[Schema]] = NoOptions
 
     def __init__(self, epsilon: float = EPSILON) -> None:
         self.epsilon = epsilon
+
+    @classmethod
+    def build(cls, options: Any, epsilon: float) -> Objective:
+        """The objective from validated `options` (an instance of `cls.Options`) and the config's ε."""
+        return cls(epsilon=epsilon, **options.model_dump())
 
     def eval(self, y: np.ndarray, yhat: np.ndarray) -> float:
         """The mean over rows of the per-row loss J."""
@@ -48,7 +66,8 @@ class LogLoss(Objective):
     """J = −Σ_k [y ln(ŷ + ε) + (1 − y) ln(1 − ŷ + ε)];  ∂J/∂ŷ = −(y − ŷ) / (ŷ(1 − ŷ) + ε)."""
 
     name = "log_loss"
-    task = "classification"
+    targets = "binary"
+    output_layers = ("logistic", "sigmoid")
 
     def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
         eps = self.epsilon
@@ -62,7 +81,8 @@ class CrossEntropy(Objective):
     """J = −Σ_k y_k ln(ŷ_k + ε);  ∂J/∂ŷ = −y / (ŷ + ε)."""
 
     name = "cross_entropy"
-    task = "classification"
+    targets = "classes"
+    output_layers = ("softmax",)
 
     def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
         t = yhat + self.epsilon  # (N, K), reused in place

@@ -1,15 +1,29 @@
-"""Gradient-descent optimisers: they update named (param, grad) arrays in place and know nothing of layers."""
+"""Gradient-descent optimisers: they update named (param, grad) arrays in place and know nothing of layers.
+
+An optimiser is one class with its ``Options`` schema (a subclass of ``OptimizerOptions``, which holds
+the keys every optimiser shares) plus one line in ``OPTIMIZERS``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from nnctl.errors import ConfigError
+from nnctl.schema import Schema
 
 Parameters = Iterable[tuple[str, np.ndarray, np.ndarray]]  # (name, param, grad)
+
+
+class OptimizerOptions(Schema):
+    """The keys every optimiser takes; each optimiser's Options adds its `name` (a Literal) and its own keys."""
+
+    name: str = "sgd"
+    learning_rate: float = Field(0.01, gt=0, description="η")
+    weight_decay: float = Field(0.0, ge=0, description="L2 λ: g ← g + λp")
 
 
 class Optimizer:
@@ -17,12 +31,18 @@ class Optimizer:
 
     name: ClassVar[str] = "optimizer"
     slots: ClassVar[tuple[str, ...]] = ()  # per-parameter state arrays, e.g. ("m", "s")
+    Options: ClassVar[type[OptimizerOptions]] = OptimizerOptions
 
     def __init__(self, learning_rate: float, weight_decay: float = 0.0) -> None:
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.t = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}  # parameter name → slot → array
+
+    @classmethod
+    def build(cls, options: Any) -> Optimizer:
+        """The optimiser from validated `options` (an instance of `cls.Options`)."""
+        return cls(**options.model_dump(exclude={"name"}))
 
     def step(self, parameters: Parameters) -> None:
         """Apply one update to every parameter, in place."""
@@ -57,6 +77,9 @@ class SGD(Optimizer):
 
     name = "sgd"
 
+    class Options(OptimizerOptions):
+        name: Literal["sgd"] = "sgd"
+
     def update(self, p: np.ndarray, g: np.ndarray, slots: dict[str, np.ndarray]) -> None:
         p -= self.learning_rate * g
 
@@ -66,6 +89,10 @@ class Momentum(Optimizer):
 
     name = "momentum"
     slots = ("v",)
+
+    class Options(OptimizerOptions):
+        name: Literal["momentum"]
+        momentum: float = Field(0.9, ge=0, lt=1, description="μ")
 
     def __init__(self, learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate, weight_decay)
@@ -83,6 +110,12 @@ class Adam(Optimizer):
 
     name = "adam"
     slots = ("m", "s")
+
+    class Options(OptimizerOptions):
+        name: Literal["adam"]
+        beta1: float = Field(0.9, ge=0, lt=1)
+        beta2: float = Field(0.999, ge=0, lt=1)
+        delta: float = Field(1e-8, gt=0, description="δ in the denominator")
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nnctl.plot import sparkline
-from nnctl.train import TrainingState
+from nnctl.train import Callback, TrainingState
 
 
 def _fmt(value: Any) -> str:
@@ -34,7 +34,7 @@ class _StatusProgress(Progress):
             yield Text(self.status, no_wrap=True, overflow="ellipsis")
 
 
-class TrainingDisplay:
+class TrainingDisplay(Callback):
     """The trainer's callback: a live epoch bar on a terminal, one plain line per epoch elsewhere."""
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
@@ -44,7 +44,6 @@ class TrainingDisplay:
         self.progress: Progress | None = None
         self.started = time.perf_counter()
         self.samples = 0
-        self.rows_per_epoch = 0
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -119,21 +118,20 @@ def _log(values: list[Any]) -> list[float]:
 
 def training_summary(result: Any) -> Table:
     """Best epoch, final metrics, stop reason, where the run was saved, and a loss sparkline."""
-    state = result.state
-    history = state.history
+    history = result.history
     table = Table(title=f"run {result.path}", show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")  # a long "saved to" path wraps; it is never cut to "…"
     if history:
         last = history[-1]
-        table.add_row("epochs", f"{state.epoch} ({STOP_REASONS.get(state.stop_reason, state.stop_reason)})")
-        if state.best_epoch:
-            best = history[state.best_epoch - 1]
+        table.add_row("epochs", f"{result.epoch} ({STOP_REASONS.get(result.status, result.status)})")
+        if result.best_epoch:
+            best = history[result.best_epoch - 1]
             watched = "validation_loss" if best["validation_loss"] is not None else "train_loss"
             restored = ", weights restored" if result.restored_best else ""
-            table.add_row("best epoch", f"{state.best_epoch} ({watched} {_fmt(best[watched])}{restored})")
+            table.add_row("best epoch", f"{result.best_epoch} ({watched} {_fmt(best[watched])}{restored})")
         # The saved model's own numbers: the restored best epoch after early stopping, else the last.
-        kept = history[state.best_epoch - 1] if result.restored_best else last
+        kept = history[result.best_epoch - 1] if result.restored_best else last
         for key, value in kept.items():
             if key not in ("epoch", "learning_rate", "seconds") and value is not None:
                 table.add_row(f"model {key}", _fmt(value))

@@ -1,4 +1,4 @@
-"""The run directory (SPEC §4): atomic writes, the saved model, the checkpoint, and `load_run`.
+"""The run directory (docs/reference.md#run-directory): atomic writes, the saved model, the checkpoint, `load_run`.
 
 A saved model is JSON plus arrays: `model.json` rebuilds the network, `model.npz` fills it.
 Nothing is ever pickled; every file is written to a temporary name and renamed into place.
@@ -16,21 +16,24 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
 
 from nnctl import __version__
-from nnctl.config import Config, dump_yaml, validate_config
+from nnctl.config import Config, NamedSpec, dump_yaml, registered, validate_config
 from nnctl.data import Encoding, encode_targets, feature_matrix
 from nnctl.errors import NnctlError, RunError
 from nnctl.metrics import classification_report, multilabel_report, regression_report
 from nnctl.network import Network, build_modules
-from nnctl.objectives import objective_class
+from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import Optimizer
-from nnctl.train import TrainingState, metric_name
+from nnctl.schema import Schema, describe, merge
+from nnctl.task import Task
+from nnctl.train import TrainingState
 
 MODEL_JSON, MODEL_NPZ, CONFIG_YAML, HISTORY_CSV, CHECKPOINT = (
     "model.json",
@@ -120,66 +123,59 @@ class Run:
     config: Config | None = None
 
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         return self.encoding.task
 
     def outputs(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
         """ŷ (N, K) for a frame holding the feature columns (any order; extra columns ignored)."""
         X = feature_matrix(frame, self.encoding.features, source, self.network.dtype, key="the model's features")
-        return self.network.forward(X)
+        return self.network.eval().forward(X)
 
     def predict(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
-        """The SPEC §5 columns, one row per input row in order."""
+        """The prediction columns of docs/reference.md#predict, one row per input row in order."""
         yhat = self.outputs(frame, source)
-        enc = self.encoding
+        enc, task = self.encoding, self.task
         columns: dict[str, Any] = {}
-        if enc.task == "regression":
+        if not task.classification:
+            columns.update({f"predicted_{name}": yhat[:, j] for j, name in enumerate(enc.targets)})
+        elif task.multilabel:  # several independent 0/1 targets
             for j, name in enumerate(enc.targets):
-                columns[f"predicted_{name}"] = yhat[:, j]
-        elif enc.classes:
-            probs = yhat if enc.objective == "cross_entropy" else np.hstack([1 - yhat, yhat])
-            labels = np.asarray(enc.classes, dtype=object)
-            columns["prediction"] = (
-                labels[probs.argmax(axis=1)]
-                if enc.objective == "cross_entropy"
-                else labels[(yhat[:, 0] >= 0.5).astype(int)]
-            )
-            for i, c in enumerate(enc.classes):
-                columns[f"prob_{c}"] = probs[:, i]
-        else:  # several independent 0/1 targets
-            for j, name in enumerate(enc.targets):
-                columns[f"predicted_{name}"] = (yhat[:, j] >= 0.5).astype(int)
+                columns[f"predicted_{name}"] = task.predict(yhat[:, [j]])
                 columns[f"prob_{name}"] = yhat[:, j]
+        else:
+            columns["prediction"] = np.asarray(enc.classes, dtype=object)[task.predict(yhat)]
+            probabilities = task.probabilities(yhat)
+            columns.update({f"prob_{c}": probabilities[:, i] for i, c in enumerate(enc.classes)})
         return pd.DataFrame(columns, index=frame.index)
 
     def evaluate(self, frame: pd.DataFrame, source: str = "data") -> dict[str, Any]:
-        """Objective loss and SPEC §5 metrics on a labelled frame."""
+        """Objective loss and the metrics of docs/reference.md#json-outputs on a labelled frame."""
         yhat = self.outputs(frame, source)
         Y = encode_targets(frame, self.encoding, source, self.network.dtype, key="the model's target")
         result: dict[str, Any] = {"loss": self.network.loss(Y, yhat), "n_samples": int(len(Y))}
-        enc = self.encoding
-        if enc.task == "regression":
+        enc, task = self.encoding, self.task
+        if not task.classification:
             result.update(regression_report(Y, yhat, enc.targets))
-        elif enc.classes:
-            result.update(classification_report(Y, yhat, enc.classes))
-        else:
+        elif task.multilabel:
             result.update(multilabel_report(Y, yhat, enc.targets))
+        else:
+            result.update(classification_report(Y, yhat, enc.classes))
         return result
 
 
-def model_meta(config: Config, network: Network, encoding: Encoding, n_features: int) -> dict[str, Any]:
+def model_meta(config: Config, network: Network, encoding: Encoding) -> dict[str, Any]:
     return {
         "nnctl_version": __version__,
         "name": config.name,
         "layers": [layer.to_yaml() for layer in config.layers],
-        "objective": config.objective,
+        "objective": config.objective.to_yaml(),
         "epsilon": config.epsilon,
         "dtype": config.dtype,
-        "n_features": n_features,
+        "n_features": len(encoding.features),
         "features": encoding.features,
         "targets": encoding.targets,
         "classes": encoding.classes,
-        "task": encoding.task,
+        "task": encoding.task.kind,
         "arrays": {name: list(a.shape) for name, a in network.arrays().items()},
     }
 
@@ -188,13 +184,13 @@ def save_model(
     path: Path, config: Config, network: Network, encoding: Encoding, extra: dict[str, Any] | None = None
 ) -> None:
     """model.npz then model.json, both atomically (model.json last: its presence marks a complete model)."""
-    meta = model_meta(config, network, encoding, len(encoding.features)) | (extra or {})
+    meta = model_meta(config, network, encoding) | (extra or {})
     atomic_write(path / MODEL_NPZ, npz_bytes(network.arrays()))
     atomic_write(path / MODEL_JSON, (json.dumps(meta, indent=2) + "\n").encode())
 
 
-def save_history(path: Path, history: list[dict[str, Any]], task: str) -> None:
-    metric = metric_name(task)
+def save_history(path: Path, history: list[dict[str, Any]], task: Task) -> None:
+    metric = task.metric_name
     columns = [
         "epoch",
         "train_loss",
@@ -219,22 +215,18 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path}: run directory not found")
     meta = read_json(path / MODEL_JSON)
     try:
-        for key in ("layers", "features", "targets", "classes"):
-            if not isinstance(meta[key], list):
-                raise ValueError(f"{key}: expected a list, got {meta[key]!r}")
-        n_features = int(meta["n_features"])
-        dtype = np.dtype(meta["dtype"])
-        epsilon = float(meta["epsilon"])
-        specs = [_layer_spec(layer, i) for i, layer in enumerate(meta["layers"])]
-        objective = objective_class(meta["objective"])(epsilon=epsilon)
-        encoding = Encoding(list(meta["features"]), list(meta["targets"]), meta["objective"], list(meta["classes"]))
-        network = Network(build_modules(specs, n_features, dtype=dtype, epsilon=epsilon), objective)
+        schema = registered(ModelDescription)
+        model = schema.model_validate(meta)
+    except ValidationError as exc:
+        problems = merge([describe(err, schema, meta) for err in exc.errors()])
+        raise RunError(f"{path / MODEL_JSON}: malformed model description: {'; '.join(problems[:5])}") from None
+    objective = OBJECTIVES[model.objective.kind].build(model.objective.options, model.epsilon)
+    encoding = Encoding(model.features, model.targets, model.objective.kind, model.classes)
+    try:
+        modules = build_modules(model.layers, model.n_features, dtype=model.dtype, epsilon=model.epsilon)
     except NnctlError as exc:
         raise RunError(f"{path / MODEL_JSON}: {exc}") from None
-    except KeyError as exc:
-        raise RunError(f"{path / MODEL_JSON}: malformed model description: key {exc} is missing") from None
-    except (TypeError, ValueError) as exc:
-        raise RunError(f"{path / MODEL_JSON}: malformed model description: {exc}") from None
+    network = Network(modules, objective)
     arrays = read_npz(path / MODEL_NPZ)
     _check_arrays(arrays, network.arrays(), path / MODEL_NPZ)
     network.load_arrays(arrays)
@@ -249,14 +241,18 @@ def load_run(path: str | Path) -> Run:
     return Run(path, network, encoding, meta, config)
 
 
-def _layer_spec(layer: Any, i: int) -> tuple[str, dict[str, Any]]:
-    if isinstance(layer, str):
-        return layer, {}
-    if isinstance(layer, dict) and len(layer) == 1:
-        ((kind, options),) = layer.items()
-        if options is None or isinstance(options, dict):
-            return str(kind), dict(options or {})
-    raise ValueError(f"layers[{i}]: expected a layer name or a one-key mapping of options, got {layer!r}")
+class ModelDescription(Schema):
+    """What model.json must hold to rebuild the network (other keys are information only)."""
+
+    model_config = ConfigDict(extra="ignore")
+    layers: list[NamedSpec] = Field(min_length=1)
+    objective: NamedSpec
+    dtype: Literal["float64", "float32"]
+    epsilon: float = Field(gt=0)
+    n_features: int = Field(ge=1)
+    features: list[str]
+    targets: list[str] = Field(min_length=1)
+    classes: list[str | int]
 
 
 def _check_arrays(found: dict[str, np.ndarray], expected: dict[str, np.ndarray], path: Path) -> None:
@@ -292,7 +288,7 @@ def save_checkpoint(
         "epoch": state.epoch,
         "batch": state.batch,
         "loss_sum": state.loss_sum,
-        "hits": state.hits,
+        "metric_sum": state.metric_sum,
         "seen": state.seen,
         "epoch_seconds": state.epoch_seconds,
         "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
@@ -326,7 +322,7 @@ def load_checkpoint(path: Path, optimizer: Optimizer, network: Network, rng: np.
         batch=doc["batch"],
         permutation=arrays.get("permutation"),
         loss_sum=doc["loss_sum"],
-        hits=doc["hits"],
+        metric_sum=doc["metric_sum"],
         seen=doc["seen"],
         epoch_seconds=doc["epoch_seconds"],
         history=doc["history"],
@@ -336,3 +332,47 @@ def load_checkpoint(path: Path, optimizer: Optimizer, network: Network, rng: np.
         best_params={k[len("best/") :]: a for k, a in arrays.items() if k.startswith("best/")},
         stop_reason=doc["stop_reason"],
     )
+
+
+class RunWriter:
+    """Writes one run's directory: the config once, then checkpoint, model and history whenever asked."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: Config,
+        network: Network,
+        encoding: Encoding,
+        optimizer: Optimizer,
+        rng: np.random.Generator,
+    ) -> None:
+        self.path, self.config, self.network, self.encoding = path, config, network, encoding
+        self.optimizer, self.rng = optimizer, rng
+
+    def save_config(self) -> None:
+        self._write(lambda: save_config(self.path, self.config))
+
+    def save(self, state: TrainingState) -> None:
+        """The checkpoint, the latest weights and the history: the whole run as it stands."""
+
+        def write() -> None:
+            save_checkpoint(self.path, state, self.optimizer, self.network, self.rng)
+            save_model(self.path, self.config, self.network, self.encoding, model_status(state))
+            save_history(self.path, state.history, self.encoding.task)
+
+        self._write(write)
+
+    def save_model(self, state: TrainingState, restored_best: bool = False) -> None:
+        extra = model_status(state) | ({"restored_best": True} if restored_best else {})
+        self._write(lambda: save_model(self.path, self.config, self.network, self.encoding, extra))
+
+    def _write(self, write: Any) -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise RunError(f"{self.path}: cannot write the run directory: {exc.strerror or exc}") from None
+
+
+def model_status(state: TrainingState) -> dict[str, Any]:
+    """What model.json says about how training went."""
+    return {"status": state.stop_reason or "training", "epochs_completed": state.epoch, "best_epoch": state.best_epoch}

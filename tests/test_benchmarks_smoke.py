@@ -28,7 +28,7 @@ def bench():
 
 @pytest.mark.parametrize("epochs", [1, 3])
 def test_nnctl_and_hand_loop_reach_the_same_weights(bench, epochs):
-    from nnctl.config import rngs
+    from nnctl.seeds import streams as rngs
 
     workload = bench.Workload("tiny", (13, 16, 8, 3), 16, epochs, 0.05, "wine")
     X, labels = bench.load_raw(workload)  # 178 rows: the last batch of each epoch is short

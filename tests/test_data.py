@@ -12,7 +12,7 @@ from nnctl import load_config, load_run
 from nnctl.config import validate_config
 from nnctl.data import Dataset, split
 from nnctl.errors import ConfigError, RunError
-from nnctl.experiment import prepare, train
+from nnctl.experiment import set_up, train
 
 CONFIG = """\
 data: {train: train.csv, target: y}
@@ -32,20 +32,20 @@ def write(tmp_path: Path, csv: str, config: str = CONFIG) -> Path:
 
 def test_none_and_na_are_real_class_labels(tmp_path: Path) -> None:
     rows = "".join(f"{i},{i % 3},{label}\n" for i, label in enumerate(["None", "NA", "null"] * 4))
-    prepared = prepare(load_config(write(tmp_path, "a,b,y\n" + rows)))
-    assert prepared.encoding.classes == ["NA", "None", "null"]
-    assert prepared.train.Y.sum(axis=0).tolist() == [4, 4, 4]
+    setup = set_up(load_config(write(tmp_path, "a,b,y\n" + rows)))
+    assert setup.encoding.classes == ["NA", "None", "null"]
+    assert setup.train.Y.sum(axis=0).tolist() == [4, 4, 4]
 
 
 def test_labels_that_differ_only_by_spaces_are_one_class(tmp_path: Path) -> None:
     rows = "a,b,y\n1,2,x\n2,3,x \n3,1,y\n4,4,z\n5,1, y \n6,2,z\n"
-    prepared = prepare(load_config(write(tmp_path, rows)))
-    assert prepared.encoding.classes == ["x", "y", "z"]
+    setup = set_up(load_config(write(tmp_path, rows)))
+    assert setup.encoding.classes == ["x", "y", "z"]
 
 
 def test_na_text_in_a_feature_column_is_a_missing_value(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"column 'b', row 2 \(line 3\): expected a number, got a missing value 'NA'"):
-        prepare(load_config(write(tmp_path, "a,b,y\n1,2,x\n2,NA,y\n3,1,z\n")))
+        set_up(load_config(write(tmp_path, "a,b,y\n1,2,x\n2,NA,y\n3,1,z\n")))
 
 
 def test_saved_config_names_the_features_it_trained_on(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_saved_config_names_the_features_it_trained_on(tmp_path: Path) -> None:
     assert saved["data"]["features"] == ["a", "b"]
     # and resuming with the original config (features unset) is not a difference
     more = load_config(path, ["training.epochs=3"])
-    assert train(more, resume=result.path).state.epoch == 3
+    assert train(more, resume=result.path).epoch == 3
 
 
 def test_only_the_chosen_optimizers_settings_are_saved_and_accepted(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_a_stack_without_fully_connected_layers_says_to_add_one(tmp_path: Path) 
     with pytest.raises(
         ConfigError, match=r"layers: the network ends with 2 outputs .* add a fully_connected layer with 3 units"
     ):
-        prepare(load_config(path))
+        set_up(load_config(path))
 
 
 def test_an_unwritable_run_directory_is_a_run_error(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_several_log_loss_columns_are_split_without_stratifying(tmp_path: Path) 
     rng = np.random.default_rng(0)
     Y = rng.integers(0, 2, size=(40, 2)).astype(float)
     data = Dataset(rng.normal(size=(40, 3)), Y, "mem")
-    kept, held = split(data, 0.25, np.random.default_rng(1), stratify=False)
+    kept, held = split(data, 0.25, np.random.default_rng(1))  # no labels: a plain random split
     assert len(kept) + len(held) == 40 and len(held) == 10
 
 

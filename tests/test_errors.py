@@ -134,9 +134,13 @@ def test_several_problems_are_listed_together(work: Path, capsys: pytest.Capture
         ("learning_rate: 0.1", "learning_rate: .inf", ["optimizer.learning_rate: expected a finite number, got inf"]),
         ("batch_size: 2", "batch_size: [2]", ["training.batch_size: expected an integer, got [2]"]),
         ("batch_size: 2", "shuffle: 3", ["training.shuffle: expected true or false, got 3"]),
-        ("name: sgd", "name: rmsprop", ["optimizer.name: expected one of 'sgd', 'momentum' or 'adam'", "'rmsprop'"]),
+        (
+            "name: sgd",
+            "name: rmsprop",
+            ["optimizer.name: unknown optimizer 'rmsprop'; expected one of: sgd, momentum, adam"],
+        ),
         ("target: y", "target: {col: y}", ["data.target: expected a string or a list, got {'col': 'y'}"]),
-        ("- relu", "- [relu]", ["layers[2]: a layer is a name or a one-key mapping, got ['relu']"]),
+        ("- relu", "- [relu]", ["layers[2]: expected a name or a one-key mapping, got ['relu']"]),
         ("{units: 4}", "{units: 4, init: zeros}", ["layers[1].fully_connected.init: expected one of", "got 'zeros'"]),
     ],
 )
@@ -485,13 +489,16 @@ def test_run_directory_missing_model_json(run: Path, tmp_path: Path, capsys: pyt
         (lambda doc: doc | {"layers": "relu"}, ["model.json: malformed model description: layers: expected a list"]),
         (
             lambda doc: doc | {"layers": [5]},
-            ["model.json: malformed model description: layers[0]: expected a layer name"],
+            ["model.json: malformed model description: layers[0]: expected a name or a one-key mapping, got 5"],
         ),
         (
             lambda doc: {k: v for k, v in doc.items() if k != "dtype"},
-            ["model.json: malformed model description: key 'dtype'"],
+            ["model.json: malformed model description: dtype: required key is missing"],
         ),
-        (lambda doc: doc | {"objective": "hinge"}, ["model.json: unknown objective 'hinge'"]),
+        (
+            lambda doc: doc | {"objective": "hinge"},
+            ["model.json: malformed model description: objective: unknown objective 'hinge'"],
+        ),
     ],
     ids=["not-json", "layers-not-a-list", "layer-not-a-name", "no-dtype", "unknown-objective"],
 )

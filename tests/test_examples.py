@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from nnctl import load_config, load_run
-from nnctl.experiment import prepare, train
+from nnctl.experiment import set_up, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -29,9 +29,9 @@ def test_example_loads_and_builds(path: Path) -> None:
     config = load_config(path)
     assert config.name == path.stem  # the run directory matches the file name
     assert config.data.train.is_file()  # paths resolve relative to the config file
-    prepared = prepare(config)
-    yhat = prepared.network.forward(prepared.train.X[:3])
-    assert yhat.shape == (3, prepared.encoding.n_outputs)
+    setup = set_up(config)
+    yhat = setup.network.forward(setup.train.X[:3])
+    assert yhat.shape == (3, setup.encoding.n_outputs)
 
 
 def test_xor_learns_all_four_rows(tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import nnctl.train
-from nnctl.config import rngs, validate_config
+from nnctl.config import validate_config
 from nnctl.data import Dataset, infer_encoding, load_dataset, read_csv
 from nnctl.network import build_network
 from nnctl.optimizers import optimizer_class
+from nnctl.seeds import streams as rngs
 from nnctl.train import Trainer
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -3,7 +3,7 @@
 Configs: random YAML documents, random text, random mutations of a valid config and random
 `--set` overrides go through `validate_config` and `load_config`. CSVs: random text and random
 grids (numbers, strings, blanks, NaN/inf, duplicate or empty headers, ragged rows) go through
-`read_csv`, `infer_encoding`, `load_dataset` and `experiment.prepare`.
+`read_csv`, `infer_encoding`, `load_dataset` and `experiment.set_up`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from nnctl.config import Config, load_config, validate_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv
 from nnctl.errors import NnctlError
-from nnctl.experiment import Prepared, prepare
+from nnctl.experiment import Setup, set_up
 from nnctl.layers import LAYERS
 from nnctl.objectives import OBJECTIVES
 
@@ -395,22 +395,22 @@ def test_prepare_random_csv(
             raw["data"]["validation_split"] = split
         path = _write(folder, "fuzz.yaml", yaml.safe_dump(raw))
         config = load_config(path)
-        prepared = _allowed(prepare, config)
-        if prepared is not None:
-            event("prepared")
-            assert isinstance(prepared, Prepared)
-            assert prepared.network.forward(prepared.train.X).shape == prepared.train.Y.shape
+        setup = _allowed(set_up, config)
+        if setup is not None:
+            event("setup")
+            assert isinstance(setup, Setup)
+            assert setup.network.forward(setup.train.X).shape == setup.train.Y.shape
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fuzz_harness_accepts_a_good_csv(tmp_path: Path, dtype: str) -> None:
-    """The fuzz loop above is not vacuous: a well-formed file does load and prepare."""
+    """The fuzz loop above is not vacuous: a well-formed file does load and set_up."""
     (tmp_path / "train.csv").write_text("a,b,y\n1,2,0.5\n2,3,1.5\n3,5,2.5\n")
     raw = copy.deepcopy(SMALL) | {"layers": STACKS["squared_error"], "dtype": dtype}
     (tmp_path / "fuzz.yaml").write_text(yaml.safe_dump(raw))
-    prepared = prepare(load_config(tmp_path / "fuzz.yaml"))
-    assert prepared.train.X.shape == (3, 2) and prepared.train.X.dtype == np.dtype(dtype)
-    assert validate_config(copy.deepcopy(VALID)).layers[1].options["units"] == 4
+    setup = set_up(load_config(tmp_path / "fuzz.yaml"))
+    assert setup.train.X.shape == (3, 2) and setup.train.X.dtype == np.dtype(dtype)
+    assert validate_config(copy.deepcopy(VALID)).layers[1].options.units == 4
 
 
 # ----------------------------------------------------------------------------- a trained model on random CSVs
@@ -473,4 +473,4 @@ def test_prepare_random_data_paths(name: str) -> None:
         path = _write(folder, "fuzz.yaml", yaml.safe_dump(raw))
         config = _allowed(load_config, path)
         if config is not None:
-            _allowed(prepare, config)
+            _allowed(set_up, config)

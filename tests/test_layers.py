@@ -34,6 +34,7 @@ from nnctl.layers import (
     Tanh,
     layer_class,
 )
+from nnctl.network import build_modules
 
 EPS = 1e-7
 # Central differences with h = 1e-5 in float64: truncation h²·f‴/6 ≈ 1e-11 and rounding u·|f|/h ≈ 1e-10, both
@@ -166,7 +167,7 @@ def test_input_without_normalisation_ignores_fit():
 
 def test_input_rejects_an_unknown_normalisation():
     with pytest.raises(ConfigError, match="'minmax'"):
-        Input(2, normalize="minmax")
+        build_modules([("input", {"normalize": "minmax"})], 2)
 
 
 @pytest.mark.parametrize(
@@ -351,14 +352,14 @@ def test_logistic_and_tanh_stay_in_range_for_any_input_but_nan(z):
 
 @pytest.mark.parametrize("units", [0, -3, 2.5, "4", True])
 def test_fully_connected_rejects_units_that_are_not_positive_integers(units):
-    with pytest.raises(ConfigError, match="positive integer") as err:
-        FullyConnected(3, units)
+    with pytest.raises(ConfigError, match="fully_connected.units: expected (a positive integer|an integer)") as err:
+        build_modules([("fully_connected", {"units": units})], 3)
     assert repr(units) in str(err.value)
 
 
 def test_fully_connected_rejects_an_unknown_init():
     with pytest.raises(ConfigError) as err:
-        FullyConnected(3, 2, init="glorot")
+        build_modules([("fully_connected", {"units": 2, "init": "glorot"})], 3)
     assert "'glorot'" in str(err.value)
     assert all(name in str(err.value) for name in ("xavier", "he", "normal", "uniform"))
 

@@ -25,6 +25,7 @@ import nnctl.experiment
 from nnctl.cli import main
 from nnctl.config import load_config
 from nnctl.experiment import train
+from nnctl.train import Callback
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def cfg(tmp_path: Path) -> Path:
 BATCHES = 6  # per epoch with the fixture's data
 
 
-class SigintAfter:
+class SigintAfter(Callback):
     """A progress callback that sends this process SIGINT after its n-th batch, as Ctrl-C would."""
 
     def __init__(self, batches: int) -> None:
@@ -64,9 +65,6 @@ class SigintAfter:
         self.seen += 1
         if self.seen == self.batches:
             os.kill(os.getpid(), signal.SIGINT)
-
-    def on_epoch_end(self, record: dict[str, Any], state: Any) -> None:
-        pass
 
 
 def arrays(run: Path) -> dict[str, np.ndarray]:
@@ -119,14 +117,14 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(cfg: Path, case
         write_csv(cfg.parent / "valid.csv", 40, seed=2, noise=0.5, task="regression")
     whole = train(load_config(cfg, overrides), out=cfg.parent / "whole")
     if "early" in case:  # the rule must fire after the interruption, so the resumed run has to carry its state
-        assert whole.status == "early_stopping" and whole.state.epoch > stop_after // BATCHES
+        assert whole.status == "early_stopping" and whole.epoch > stop_after // BATCHES
 
     handler = signal.getsignal(signal.SIGINT)
     cut = train(
         load_config(cfg, overrides), out=cfg.parent / "cut", callback=SigintAfter(stop_after), handle_sigint=True
     )
     assert cut.status == "interrupted"
-    assert (cut.state.epoch, cut.state.batch) == divmod(stop_after, BATCHES)
+    assert (cut.epoch, cut.batch) == divmod(stop_after, BATCHES)
     state = json.loads((cut.path / "checkpoint" / "state.json").read_text())
     assert (state["epoch"], state["batch"], state["stop_reason"]) == (*divmod(stop_after, BATCHES), "interrupted")
     assert state["optimizer_step"] == stop_after
@@ -141,7 +139,7 @@ def test_a_run_interrupted_twice_still_matches(cfg: Path) -> None:
     whole = train(load_config(cfg), out=cfg.parent / "whole")
     cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(4), handle_sigint=True)
     again = train(load_config(cfg), resume=cut.path, callback=SigintAfter(2 * BATCHES + 1), handle_sigint=True)
-    assert again.status == "interrupted" and (again.state.epoch, again.state.batch) == (2, 5)
+    assert again.status == "interrupted" and (again.epoch, again.batch) == (2, 5)
     train(load_config(cfg), resume=cut.path)
     assert_same_run(whole.path, cut.path)
 
@@ -158,7 +156,7 @@ def test_raising_epochs_continues_a_finished_run(cfg: Path) -> None:
     short = train(load_config(cfg, ["training.epochs=5"]), out=cfg.parent / "short")
     assert short.status == "epochs"
     longer = train(load_config(cfg, ["training.epochs=12"]), resume=short.path)
-    assert longer.state.epoch == 12
+    assert longer.epoch == 12
     assert_same_run(whole.path, longer.path)
     assert yaml.safe_load((longer.path / "config.yaml").read_text())["training"]["epochs"] == 12
 
@@ -221,7 +219,7 @@ def test_a_run_stopped_by_its_own_rule_is_not_resumed(
 ) -> None:
     run = cfg.parent / "run"
     result = train(load_config(cfg, overrides), out=run)
-    assert result.status == reason and result.state.epoch < 40
+    assert result.status == reason and result.epoch < 40
     assert (
         main(
             [
@@ -236,14 +234,12 @@ def test_a_run_stopped_by_its_own_rule_is_not_resumed(
         )
         == 2
     )
-    assert (
-        f"nothing to resume: the run stopped after {result.state.epoch} epoch(s) by {reason}" in capsys.readouterr().err
-    )
+    assert f"nothing to resume: the run stopped after {result.epoch} epoch(s) by {reason}" in capsys.readouterr().err
 
 
 def test_resume_with_fewer_epochs_than_done_is_refused(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(2 * BATCHES + 2), handle_sigint=True)
-    assert (cut.state.epoch, cut.state.batch) == (2, 2)
+    assert (cut.epoch, cut.batch) == (2, 2)
     assert main(["train", str(cfg), "--resume", str(cut.path), "--set", "training.epochs=2"]) == 2
     err = capsys.readouterr().err
     assert "training.epochs" in err and "inside epoch 3" in err and "at least 3" in err

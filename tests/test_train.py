@@ -110,7 +110,7 @@ def test_early_stopping_keeps_the_best_epochs_weights(tmp_path: Path) -> None:
     history = pd.read_csv(result.path / "history.csv")
     best = int(history["validation_loss"].idxmin()) + 1
     assert result.status == "early_stopping"
-    assert result.state.best_epoch == best
+    assert result.best_epoch == best
     assert len(history) == best + 4 < 60  # stopped exactly `patience` epochs after the best one
     assert history["validation_loss"].iloc[-1] > history["validation_loss"].min()  # the last weights were worse
     assert yaml.safe_load((result.path / "model.json").read_text())["best_epoch"] == best
@@ -133,7 +133,7 @@ def test_tolerance_stops_when_train_loss_stops_changing(tmp_path: Path) -> None:
 def test_a_large_tolerance_stops_after_the_second_epoch(tmp_path: Path) -> None:
     training = {"epochs": 50, "batch_size": 8, "tolerance": 100.0}
     result = train(load_config(write_config(tmp_path / "tol.yaml", training=training)), out=tmp_path / "run")
-    assert (result.status, result.state.epoch, len(losses(result.path))) == ("tolerance", 2, 2)
+    assert (result.status, result.epoch, len(losses(result.path))) == ("tolerance", 2, 2)
 
 
 # ----------------------------------------------------------------------------- divergence
