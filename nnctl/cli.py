@@ -7,6 +7,7 @@ each command, so `nnctl --help` starts without numpy, pandas or pydantic.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shlex
 import sys
@@ -15,11 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-try:  # typer ≥ 0.20 parses with its own copy of click (and no longer depends on click)
-    from typer._click.exceptions import ClickException, UsageError
-except ImportError:  # older typer runs on click itself
-    from click.exceptions import ClickException, UsageError
 from rich.console import Console
 
 from nnctl import __version__
@@ -223,15 +219,24 @@ def plot(
     out.print(f"wrote {path}")
 
 
+def _click() -> Any:
+    """The click exceptions typer raises: its own vendored copy (typer ≥ 0.20), else click itself."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every outcome into one exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
+    click = _click()
     try:
         code = command.main(args, prog_name="nnctl", standalone_mode=False)
-    except UsageError as exc:
+    except click.UsageError as exc:
         exc.show(file=sys.stderr)
         code = EXIT_USAGE
     except typer.Abort:
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         err.print(f"error: {exc}", markup=False)
         code = exc.exit_code
-    except ClickException as exc:
+    except click.ClickException as exc:
         exc.show(file=sys.stderr)
         code = exc.exit_code
     except Exception as exc:  # an nnctl bug, not the user's mistake

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
@@ -55,10 +56,15 @@ def _from_yaml(value: Any) -> Any:
     raise ValueError(f"expected a name or a one-key mapping, got {shorten(value)}")
 
 
+def _literal(value: str) -> Any:
+    """Literal[value] for a value known only at run time."""
+    return Literal.__getitem__(value)
+
+
 def tagged_union(registry: dict[str, Any], base: type[NamedSpec]) -> Any:
     """A discriminated union with one `base` subclass per registry name, its options typed by the class."""
     members = [
-        create_model(f"{cls.__name__}_{name}", __base__=base, kind=(Literal[name], ...), options=(cls.Options, ...))
+        create_model(f"{cls.__name__}_{name}", __base__=base, kind=(_literal(name), ...), options=(cls.Options, ...))
         for name, cls in registry.items()
     ]
     for member in members:
@@ -302,7 +308,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     return config
 
 
-def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: set[str] = frozenset()) -> Config:
+def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: Collection[str] = frozenset()) -> Config:
     """Both passes over already-parsed YAML; every problem found is listed in one ConfigError."""
     schema = registered(Config)
     try:

@@ -194,11 +194,11 @@ def infer_encoding(
                 )
             encoding.classes = classes
         else:
-            for column in targets:
-                _check_binary(frame[column], column, path)
+            for name in targets:
+                _check_binary(frame[name], name, path)
     else:
-        for column in targets:
-            feature_matrix(frame, [column], path)  # numeric, finite
+        for name in targets:
+            feature_matrix(frame, [name], path)  # numeric, finite
     return encoding
 
 

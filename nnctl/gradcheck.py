@@ -7,6 +7,7 @@ a check passes when max_rel_error < 1e-4.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -93,13 +94,16 @@ def check_network(network: Network, X: np.ndarray, Y: np.ndarray, eps: float = D
             x = module.forward(x)
         return objective.eval(Y, x)
 
+    def whole_loss() -> float:
+        return loss_from(0, inputs[0])
+
     checks: list[Check] = []
     for i, module in enumerate(modules):
         for key, param in module.params.items():
-            numeric = numerical_gradient(lambda: loss_from(0, inputs[0]), param, eps)
+            numeric = numerical_gradient(whole_loss, param, eps)
             checks.append(compare(_label(i, module), key, analytic_params[(i, key)], numeric))
         x = inputs[i].copy()
-        numeric = numerical_gradient(lambda x=x, i=i: loss_from(i, x), x, eps) * n  # δ is per row: Σ_rows J
+        numeric = numerical_gradient(functools.partial(loss_from, i, x), x, eps) * n  # δ is per row: Σ_rows J
         checks.append(compare(_label(i, module), "δ (input)", deltas[i], numeric))
     return checks
 

@@ -126,7 +126,7 @@ class Input(Module):
         return out
 
     def gradient(self) -> np.ndarray:
-        return np.broadcast_to(1.0 / self.state["std"], (self._n, self.out_features)).copy()
+        return np.broadcast_to(1.0 / self.state["std"], (self._n, self.state["std"].shape[1])).copy()
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         return delta / self.state["std"]
@@ -157,7 +157,8 @@ class FullyConnected(Module):
     ) -> None:
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.in_features, self.out_features = in_features, units
+        self.in_features, self.units = in_features, units
+        self.out_features = units
         self.init, self.scale = init, scale
         D, K = in_features, units
         # Draw in float64 whatever the dtype, so float32 and float64 runs start from the same weights.
@@ -201,13 +202,13 @@ class FullyConnected(Module):
         gb /= n
 
     def config(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"units": self.out_features, "init": self.init}
+        options: dict[str, Any] = {"units": self.units, "init": self.init}
         if self.scale is not None:
             options["scale"] = self.scale
         return options
 
     def jacobian_shape(self, width_in: int) -> tuple[int, int]:
-        return (self.out_features, width_in)
+        return (self.units, width_in)
 
 
 class Activation(Module):

@@ -83,6 +83,6 @@ def regression_report(Y: np.ndarray, yhat: np.ndarray, targets: list[str]) -> di
         "rmse": float(np.sqrt(mse).mean()),
         "mae": float(mae.mean()),
         "r2": float(r2.mean()),
-        "mape": None if any(m is None for m in mape) else float(np.mean(mape)),
+        "mape": None if None in mape else float(np.mean([m for m in mape if m is not None])),
         "per_target": per_target,
     }

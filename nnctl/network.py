@@ -61,11 +61,10 @@ class Network:
         plan = self._param_plans.get(start)
         if plan is None:
             plan = self._param_plans[start] = self._param_plan(start)
-        *through, last = plan or [None]
-        for module in through:
+        for module in plan[:-1]:
             delta = module.backward(delta)
-        if last is not None:
-            last.backward_params(delta)
+        if plan:
+            plan[-1].backward_params(delta)
 
     def _param_plan(self, start: int) -> list[Module]:
         """Modules from the output down to the first one (at or after `start`) that has parameters."""

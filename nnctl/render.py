@@ -41,7 +41,7 @@ class TrainingDisplay(Callback):
         self.console = console
         self.quiet = quiet
         self.live = console.is_terminal and not quiet
-        self.progress: Progress | None = None
+        self.progress: _StatusProgress | None = None
         self.started = time.perf_counter()
         self.samples = 0
 

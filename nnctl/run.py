@@ -74,7 +74,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # (numpy's stub fears a key named allow_pickle)
     return buffer.getvalue()
 
 

@@ -11,6 +11,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -171,7 +172,7 @@ def _unknown_key(key: str, loc: tuple[Any, ...], parent: Any, source: str) -> st
 
 
 # Tagged unions register their members here (name → member schemas), so an unknown key can name its owner.
-SIBLINGS: dict[type, list[type[BaseModel]]] = {}
+SIBLINGS: dict[type, Sequence[type[BaseModel]]] = {}
 
 
 def _sibling_owner(member: type[BaseModel], key: str) -> str | None:
