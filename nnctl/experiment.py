@@ -134,9 +134,10 @@ class TrainResult:
 class Checkpointer(Callback):
     """Forwards progress to the user's callback and keeps the run directory current every so often."""
 
-    def __init__(self, inner: Callback | None, save: Any, every: float = CHECKPOINT_EVERY_SECONDS) -> None:
+    def __init__(self, inner: Callback | None, save: Any, every: float | None = None) -> None:
         self.inner = inner if inner is not None else Callback()
-        self.save, self.every, self.last = save, every, time.monotonic()
+        self.every = CHECKPOINT_EVERY_SECONDS if every is None else every
+        self.save, self.last = save, time.monotonic()
 
     def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
         self.inner.on_train_begin(state, epochs, n_batches)

@@ -21,8 +21,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from nnctl.errors import ConfigError
-from nnctl.schema import Schema, validate_options
+from nnctl.schema import Schema, lookup, validate_options
 
 EPSILON = 1e-7
 DEFAULT_SCALE = {"normal": 0.01, "uniform": 1e-4}  # the course initialises uniformly in ±1e-4
@@ -331,10 +330,7 @@ LAYERS: dict[str, type[Module]] = {
 
 def layer_class(name: str) -> type[Module]:
     """Look a layer up by its config name; the error lists every valid name."""
-    try:
-        return LAYERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown layer {name!r}; expected one of: {', '.join(LAYERS)}") from None
+    return lookup(LAYERS, name, "layer")
 
 
 def build_layer(name: str, width: int, options: Any, context: BuildContext) -> Module:

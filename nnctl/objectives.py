@@ -10,9 +10,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from nnctl.errors import ConfigError
 from nnctl.layers import EPSILON, NoOptions
-from nnctl.schema import Schema
+from nnctl.schema import Schema, lookup
 
 # How an objective reads its target column(s) (nnctl.task turns this into classes and accuracy):
 #   "values"  one or more numeric columns (regression);
@@ -106,7 +105,4 @@ OBJECTIVES: dict[str, type[Objective]] = {
 
 def objective_class(name: str) -> type[Objective]:
     """Look an objective up by its config name; the error lists every valid name."""
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise ConfigError(f"unknown objective {name!r}; expected one of: {', '.join(OBJECTIVES)}") from None
+    return lookup(OBJECTIVES, name, "objective")

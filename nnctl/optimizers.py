@@ -12,8 +12,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from nnctl.errors import ConfigError
-from nnctl.schema import Schema
+from nnctl.schema import Schema, lookup
 
 Parameters = Iterable[tuple[str, np.ndarray, np.ndarray]]  # (name, param, grad)
 
@@ -148,8 +147,5 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "ada
 
 
 def optimizer_class(name: str) -> type[Optimizer]:
-    """Look an optimiser up by its config name; the error lists every valid name."""
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZERS)}") from None
+    """Look an optimizer up by its config name; the error lists every valid name."""
+    return lookup(OPTIMIZERS, name, "optimizer")

@@ -12,11 +12,13 @@ import re
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nnctl.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class Schema(BaseModel):
@@ -35,6 +37,16 @@ def shorten(value: Any, limit: int = 80) -> str:
     """repr(value), cut to `limit` characters so a huge value never floods a message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def lookup(registry: dict[str, T], name: str, what: str) -> T:
+    """A registry entry by its config name; the error suggests the closest and lists every valid name."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown {what} {shorten(name)}{suggest(name, registry)}; expected one of: {', '.join(registry)}"
+        ) from None
 
 
 def validate_options(schema: type[Schema], options: Any, where: str) -> Schema:

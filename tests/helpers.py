@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from nnctl.cli import main
 from nnctl.layers import LAYERS, Activation, FullyConnected, Module
@@ -92,6 +93,36 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def toy_layers(hidden: int = 8, activation: str = "tanh", classes: int = 2) -> list[Any]:
+    """input → fully_connected(hidden) → activation → fully_connected(classes) → softmax."""
+    return [
+        {"input": {"normalize": "zscore"}},
+        {"fully_connected": {"units": hidden}},
+        activation,
+        {"fully_connected": {"units": classes}},
+        "softmax",
+    ]
+
+
+def toy_config(**sections: Any) -> dict[str, Any]:
+    """The tests' small classification config (train.csv / valid.csv with a yes/no `label`, as `write_csv`
+    makes them); keyword sections replace the defaults."""
+    config: dict[str, Any] = {
+        "seed": 0,
+        "data": {"train": "train.csv", "validation": "valid.csv", "target": "label"},
+        "layers": toy_layers(),
+        "objective": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "training": {"epochs": 5, "batch_size": 8},
+    }
+    return config | sections
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def write_csv(path: Path, rows: int, seed: int, noise: float = 0.3, task: str = "classification") -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import write_csv
+from helpers import toy_config, write_config, write_csv
 
 from nnctl.cli import main
 from nnctl.run import load_run
@@ -36,20 +36,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_csv(tmp_path / "data" / "train.csv", 60, seed=1)
     write_csv(tmp_path / "data" / "valid.csv", 40, seed=2)
     write_csv(tmp_path / "data" / "reg.csv", 80, seed=3, task="regression")
-    toy = {
-        "seed": 0,
-        "data": {"train": "data/train.csv", "validation": "data/valid.csv", "target": "label"},
-        "layers": [
-            {"input": {"normalize": "zscore"}},
-            {"fully_connected": {"units": 8}},
-            "tanh",
-            {"fully_connected": {"units": 2}},
-            "softmax",
-        ],
-        "objective": "cross_entropy",
-        "optimizer": {"name": "adam", "learning_rate": 0.05},
-        "training": {"epochs": 5, "batch_size": 8},
-    }
+    toy = toy_config(data={"train": "data/train.csv", "validation": "data/valid.csv", "target": "label"})
     reg = {
         "data": {"train": "data/reg.csv", "target": "y", "validation_split": 0.25},
         "layers": ["input", {"fully_connected": {"units": 4}}, "relu", {"fully_connected": {"units": 1}}],
@@ -57,8 +44,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "optimizer": {"name": "momentum", "learning_rate": 0.01},
         "training": {"epochs": 4},
     }
-    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(toy))
-    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(reg))
+    write_config(tmp_path / "toy.yaml", toy)
+    write_config(tmp_path / "reg.yaml", reg)
     return tmp_path
 
 

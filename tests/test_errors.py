@@ -175,26 +175,33 @@ def test_yaml_12_floats_are_numbers(work: Path, capsys: pytest.CaptureFixture[st
     assert code == 0, err
 
 
-def test_unknown_layer_lists_the_valid_names(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = config(work, ("- relu", "- rellu"))
-    assert_error(
-        run_cli(capsys, "summary", path),
-        str(path),
-        "layers[2]: unknown layer 'rellu'",
-        "did you mean 'relu'?",
-        "expected one of: input, fully_connected, linear, relu, logistic, sigmoid, tanh, softmax",
-    )
-
-
-def test_unknown_objective_lists_the_valid_names(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = config(work, ("objective: cross_entropy", "objective: crossentropy"))
-    assert_error(
-        run_cli(capsys, "summary", path),
-        str(path),
-        "objective: unknown objective 'crossentropy'",
-        "did you mean 'cross_entropy'?",
-        "expected one of: squared_error, log_loss, cross_entropy",
-    )
+@pytest.mark.parametrize(
+    "replace, words",
+    [
+        (
+            ("- relu", "- rellu"),
+            [
+                "layers[2]: unknown layer 'rellu'",
+                "did you mean 'relu'?",
+                "expected one of: input, fully_connected, linear, relu, logistic, sigmoid, tanh, softmax",
+            ],
+        ),
+        (
+            ("objective: cross_entropy", "objective: crossentropy"),
+            [
+                "objective: unknown objective 'crossentropy'",
+                "did you mean 'cross_entropy'?",
+                "expected one of: squared_error, log_loss, cross_entropy",
+            ],
+        ),
+    ],
+    ids=["layer", "objective"],
+)
+def test_unknown_name_lists_the_valid_names(
+    work: Path, capsys: pytest.CaptureFixture[str], replace: tuple[str, str], words: list[str]
+) -> None:
+    path = config(work, replace)
+    assert_error(run_cli(capsys, "summary", path), str(path), *words)
 
 
 def test_last_width_does_not_match_the_classes(work: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from helpers import toy_config, toy_layers
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -40,22 +41,14 @@ FUZZ = settings(
     database=None,
 )
 
-VALID: dict[str, Any] = {
-    "name": "fuzz",
-    "seed": 0,
-    "dtype": "float64",
-    "data": {"train": "train.csv", "target": "y", "features": ["a", "b"]},
-    "layers": [
-        {"input": {"normalize": "zscore"}},
-        {"fully_connected": {"units": 4, "init": "xavier"}},
-        "relu",
-        {"fully_connected": {"units": 2}},
-        "softmax",
-    ],
-    "objective": "cross_entropy",
-    "optimizer": {"name": "adam", "learning_rate": 0.01},
-    "training": {"epochs": 3, "batch_size": 2, "shuffle": True},
-}
+VALID: dict[str, Any] = toy_config(
+    name="fuzz",
+    dtype="float64",
+    data={"train": "train.csv", "target": "y", "features": ["a", "b"]},
+    layers=toy_layers(hidden=4, activation="relu"),
+    optimizer={"name": "adam", "learning_rate": 0.01},
+    training={"epochs": 3, "batch_size": 2, "shuffle": True},
+)
 
 # ----------------------------------------------------------------------------- strategies
 

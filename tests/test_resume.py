@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import write_csv
+from helpers import toy_config, toy_layers, write_config, write_csv
 
 import nnctl.experiment
 from nnctl.cli import main
@@ -33,23 +33,8 @@ def cfg(tmp_path: Path) -> Path:
     """Noisy labels, 44 training rows in batches of 8 (6 batches, the last one short), a net wide enough to overfit."""
     write_csv(tmp_path / "train.csv", 44, seed=1, noise=1.5)
     write_csv(tmp_path / "valid.csv", 40, seed=2, noise=1.5)
-    config = {
-        "seed": 3,
-        "data": {"train": "train.csv", "validation": "valid.csv", "target": "label"},
-        "layers": [
-            {"input": {"normalize": "zscore"}},
-            {"fully_connected": {"units": 16}},
-            "tanh",
-            {"fully_connected": {"units": 2}},
-            "softmax",
-        ],
-        "objective": "cross_entropy",
-        "optimizer": {"name": "adam", "learning_rate": 0.05},
-        "training": {"epochs": 8, "batch_size": 8, "shuffle": True},
-    }
-    path = tmp_path / "toy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    config = toy_config(seed=3, layers=toy_layers(hidden=16), training={"epochs": 8, "batch_size": 8, "shuffle": True})
+    return write_config(tmp_path / "toy.yaml", config)
 
 
 BATCHES = 6  # per epoch with the fixture's data

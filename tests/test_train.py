@@ -1,4 +1,4 @@
-"""Training guarantees (SPEC §3–§4): reproducibility, dtype, early stopping, tolerance, divergence, atomic writes.
+"""Training guarantees (docs/reference.md#run-directory): reproducibility, dtype, early stopping, tolerance, divergence, atomic writes.
 
 Every test trains on a tiny CSV written into tmp_path, so the whole file runs in about a second.
 """
@@ -14,38 +14,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import write_csv
+from helpers import toy_config, write_config, write_csv
 
 from nnctl.config import load_config
 from nnctl.errors import DivergenceError
 from nnctl.experiment import train
 from nnctl.run import atomic_write, load_run
 
-LAYERS = [
-    {"input": {"normalize": "zscore"}},
-    {"fully_connected": {"units": 8}},
-    "tanh",
-    {"fully_connected": {"units": 2}},
-    "softmax",
-]
 
-
-def write_config(path: Path, **sections: Any) -> Path:
-    """A small classification config with validation data; keyword sections replace the defaults."""
+def write_toy(path: Path, **sections: Any) -> Path:
+    """The helpers' toy config, with its CSVs beside it; keyword sections replace the defaults."""
     if not (path.parent / "train.csv").exists():
         write_csv(path.parent / "train.csv", 60, seed=1)
         write_csv(path.parent / "valid.csv", 40, seed=2)
-    config: dict[str, Any] = {
-        "seed": 0,
-        "data": {"train": "train.csv", "validation": "valid.csv", "target": "label"},
-        "layers": LAYERS,
-        "objective": "cross_entropy",
-        "optimizer": {"name": "adam", "learning_rate": 0.05},
-        "training": {"epochs": 5, "batch_size": 8},
-    }
-    config.update(sections)
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(path, toy_config(**sections))
 
 
 def model_arrays(run: Path) -> dict[str, np.ndarray]:
@@ -61,7 +43,7 @@ def losses(run: Path) -> pd.DataFrame:
 
 
 def test_same_seed_gives_bit_identical_weights_and_history(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "toy.yaml")
+    cfg = write_toy(tmp_path / "toy.yaml")
     first = train(load_config(cfg), out=tmp_path / "first").path
     second = train(load_config(cfg), out=tmp_path / "second").path
     a, b = model_arrays(first), model_arrays(second)
@@ -73,7 +55,7 @@ def test_same_seed_gives_bit_identical_weights_and_history(tmp_path: Path) -> No
 
 
 def test_another_seed_gives_other_weights(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "toy.yaml")
+    cfg = write_toy(tmp_path / "toy.yaml")
     a = model_arrays(train(load_config(cfg), out=tmp_path / "seed0").path)
     b = model_arrays(train(load_config(cfg, ["seed=1"]), out=tmp_path / "seed1").path)
     assert not np.array_equal(a["1.W"], b["1.W"])
@@ -81,7 +63,7 @@ def test_another_seed_gives_other_weights(tmp_path: Path) -> None:
 
 
 def test_float32_config_trains_and_saves_float32(tmp_path: Path) -> None:
-    run = train(load_config(write_config(tmp_path / "toy.yaml", dtype="float32")), out=tmp_path / "run")
+    run = train(load_config(write_toy(tmp_path / "toy.yaml", dtype="float32")), out=tmp_path / "run")
     arrays = model_arrays(run.path)
     assert {a.dtype for a in arrays.values()} == {np.dtype(np.float32)}
     assert np.isfinite(losses(run.path).to_numpy(dtype=float)).all()
@@ -103,9 +85,7 @@ def test_early_stopping_keeps_the_best_epochs_weights(tmp_path: Path) -> None:
         "softmax",
     ]
     training = {"epochs": 60, "batch_size": 8, "early_stopping": {"patience": 4}}
-    result = train(
-        load_config(write_config(tmp_path / "es.yaml", layers=layers, training=training)), out=tmp_path / "run"
-    )
+    result = train(load_config(write_toy(tmp_path / "es.yaml", layers=layers, training=training)), out=tmp_path / "run")
 
     history = pd.read_csv(result.path / "history.csv")
     best = int(history["validation_loss"].idxmin()) + 1
@@ -122,7 +102,7 @@ def test_early_stopping_keeps_the_best_epochs_weights(tmp_path: Path) -> None:
 
 def test_tolerance_stops_when_train_loss_stops_changing(tmp_path: Path) -> None:
     training = {"epochs": 200, "batch_size": None, "tolerance": 1e-3}
-    result = train(load_config(write_config(tmp_path / "tol.yaml", training=training)), out=tmp_path / "run")
+    result = train(load_config(write_toy(tmp_path / "tol.yaml", training=training)), out=tmp_path / "run")
     change = losses(result.path)["train_loss"].diff().abs().dropna()
     assert result.status == "tolerance"
     assert 2 <= len(change) + 1 < 200
@@ -132,7 +112,7 @@ def test_tolerance_stops_when_train_loss_stops_changing(tmp_path: Path) -> None:
 
 def test_a_large_tolerance_stops_after_the_second_epoch(tmp_path: Path) -> None:
     training = {"epochs": 50, "batch_size": 8, "tolerance": 100.0}
-    result = train(load_config(write_config(tmp_path / "tol.yaml", training=training)), out=tmp_path / "run")
+    result = train(load_config(write_toy(tmp_path / "tol.yaml", training=training)), out=tmp_path / "run")
     assert (result.status, result.epoch, len(losses(result.path))) == ("tolerance", 2, 2)
 
 
@@ -147,7 +127,7 @@ def regression_config(tmp_path: Path, learning_rate: float, batch_size: int | No
         "relu",
         {"fully_connected": {"units": 1}},
     ]
-    return write_config(
+    return write_toy(
         tmp_path / "diverge.yaml",
         dtype=dtype,
         data={"train": "reg.csv", "target": "y"},
