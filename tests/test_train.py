@@ -1,4 +1,4 @@
-"""Training guarantees (docs/reference.md#run-directory): reproducibility, dtype, early stopping, tolerance, divergence, atomic writes.
+"""Training guarantees: reproducibility, dtype, early stopping, tolerance, divergence, atomic writes.
 
 Every test trains on a tiny CSV written into tmp_path, so the whole file runs in about a second.
 """
