@@ -125,7 +125,6 @@ def nnctl_setup(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: st
 
     from nnctl.config import validate_config
     from nnctl.data import Dataset
-    from nnctl.experiment import Checkpointer
     from nnctl.network import build_network
     from nnctl.optimizers import optimizer_class
     from nnctl.render import TrainingDisplay
@@ -151,8 +150,8 @@ def nnctl_setup(workload: Workload, X: np.ndarray, labels: np.ndarray, dtype: st
     network = build_network(config, X.shape[1], workload.sizes[-1], rng=streams["init"])
     optimizer = optimizer_class("sgd")(learning_rate=workload.learning_rate)
     display = TrainingDisplay(Console(file=io.StringIO(), force_terminal=False, width=120), quiet=False)
-    callback = Checkpointer(display, lambda state: None)  # the CLI's wrapper (its checkpoint saves are not timed)
-    trainer = Trainer(network, optimizer, config.training, streams["shuffle"], callback)
+    # as the CLI builds it, with a run-directory save that does nothing (saves are not timed)
+    trainer = Trainer(network, optimizer, config.training, streams["shuffle"], display, lambda state: None, 10.0)
     train = Dataset(X.astype(dtype), one_hot(labels, workload.sizes[-1], dtype), "bench")  # keeps X's layout
     network.input.fit(train.X)  # as nnctl.experiment.set_up does
     return trainer, train

@@ -1,3 +1,3 @@
-from nnctl.cli import main
+from nnctl.entry import main
 
 main()

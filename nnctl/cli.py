@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import shlex
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -20,6 +22,7 @@ from rich.console import Console
 
 from nnctl import __version__
 from nnctl.errors import DivergenceError, NnctlError
+from nnctl.interrupt import Interrupted
 
 app = typer.Typer(
     name="nnctl",
@@ -35,7 +38,29 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    """One JSON value on stdout: NaN and ±inf become null (bare NaN is not JSON); lists of numbers stay on one line."""
+    sys.stdout.write(to_json(value) + "\n")
+
+
+def to_json(value: Any, indent: str = "") -> str:
+    """Indented JSON whose innermost lists stay on one line, so a large matrix grows by its size, not 10× that."""
+    value = _finite(value)
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = [f"{inner}{json.dumps(str(k))}: {to_json(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + to_json(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _version(value: bool) -> None:
@@ -55,7 +80,9 @@ def _root(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    config: Annotated[
+        Path | None, typer.Argument(metavar="CONFIG", help="YAML config file (with --resume: the run's own).")
+    ] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set training.epochs=5.")] = [],  # noqa: B006
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default: OUTPUT/NAME).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
@@ -69,22 +96,23 @@ def train(
 
     if resume is not None and out_dir is not None:
         raise typer.BadParameter("give either --resume RUN (continue that run) or --out DIR (a new run), not both")
-    cfg = load_config(config, set_)
+    if config is None and resume is None:
+        raise typer.BadParameter("give a CONFIG to train, or --resume RUN to continue a run")
+    cfg = load_config(config if config is not None else Path(resume or ".") / "config.yaml", set_)
     with TrainingDisplay(out, quiet) as display:
         try:
-            result = train_run(cfg, out=out_dir, force=force, resume=resume, callback=display, handle_sigint=True)
+            result = train_run(
+                cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_command()
+            )
         finally:
             display.close()
     if result.status == "interrupted":
         where = (
             f"in epoch {result.epoch + 1} after batch {result.batch}" if result.batch else f"after epoch {result.epoch}"
         )
-        command = ["nnctl", "train", str(config), "--resume", str(result.path)] + [
-            a for s in set_ for a in ("--set", s)
-        ]
         err.print(f"interrupted {where}; checkpoint saved in {result.path}", markup=False)
-        err.print(f"resume with: {shlex.join(command)}", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        err.print(f"resume with: {shlex.join(['nnctl', 'train', '--resume', str(result.path)])}", markup=False)
+        raise typer.Exit(128 + (result.signal or signal.SIGINT))
     if not quiet:
         out.print(training_summary(result))
 
@@ -141,7 +169,7 @@ def gradcheck(
     ] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows of training data to check on.")] = 8,
-    eps: Annotated[float, typer.Option("--eps", min=1e-12, help="Finite-difference step.")] = 1e-6,
+    eps: Annotated[float, typer.Option("--eps", min=1e-12, max=1.0, help="Finite-difference step h.")] = 1e-6,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Analytic gradients against central finite differences, in float64."""
@@ -219,6 +247,11 @@ def plot(
     out.print(f"wrote {path}")
 
 
+def _command() -> str:
+    """This process's command line, shortened (it names the holder of a run directory's lock)."""
+    return shlex.join(["nnctl", *sys.argv[1:]])[:200]
+
+
 def _click() -> Any:
     """The click exceptions typer raises: its own vendored copy (typer ≥ 0.20), else click itself."""
     try:
@@ -245,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         code = EXIT_INTERRUPTED
+    except Interrupted as exc:
+        err.print("interrupted before training started; nothing was written", markup=False)
+        code = exc.exit_code
     except DivergenceError as exc:
         err.print(f"error: {exc}", markup=False)
         where = "the initial weights" if exc.epoch <= 1 else f"the weights after epoch {exc.epoch - 1}"

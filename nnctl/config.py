@@ -15,13 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, create_model, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from nnctl.errors import ConfigError
 from nnctl.layers import LAYERS
 from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import OPTIMIZERS, SGD, OptimizerOptions
 from nnctl.schema import SIBLINGS, Schema, describe, merge, shorten
+from nnctl.yamlfile import TooLarge, describe_yaml_error, parse_yaml, read_yaml
 
 # ----------------------------------------------------------------------------- tagged unions from the registries
 
@@ -155,7 +164,7 @@ class Config(Schema):
     """A whole config. Validate with `validate_config` (or `registered(Config)`), which types the layers,
     objective and optimizer by the registries."""
 
-    name: str | None = None
+    name: str | None = Field(None, description="the run's name: a plain name, never a path")
     seed: int = Field(0, ge=0)
     dtype: Literal["float64", "float32"] = "float64"
     epsilon: float = Field(1e-7, gt=0)
@@ -171,6 +180,19 @@ class Config(Schema):
     def source(self) -> str:
         return self._source
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str | None) -> str | None:
+        """A run directory's name under `output`: no separators, no `..`, nothing a file system refuses."""
+        if name is None:
+            return None
+        if name in ("", ".", "..") or len(name) > 100 or any(c in name for c in "/\\") or not name.isprintable():
+            raise ValueError(
+                f"expected a plain name of at most 100 printable characters without / or \\, got {shorten(name)}; "
+                "use `output` or --out to choose the directory"
+            )
+        return name
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data (paths as strings, layers and objective as written)."""
         out = self.model_dump(mode="json")
@@ -181,47 +203,6 @@ class Config(Schema):
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that also reads YAML 1.2 floats without a dot (`1e-3`), which YAML 1.1 leaves as strings."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """yaml.safe_load, plus YAML 1.2 floats such as `1e-3`."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a config file safely; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML config file") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        raw = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    if not isinstance(raw, dict):
-        kind = "empty" if raw is None else f"a {type(raw).__name__}"
-        raise ConfigError(f"{path}: expected a mapping of config keys (name, data, layers, ...), got {kind}")
-    return raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], path: Path) -> set[str]:
@@ -237,6 +218,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: Path) -> se
             raise ConfigError(f"{path}: --set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=5")
         try:
             value = parse_yaml(text)
+        except TooLarge as exc:
+            raise ConfigError(f"{path}: --set {shorten(item)}: {describe_yaml_error(exc)}") from None
         except yaml.YAMLError:
             value = text
         parts = key.split(".")
@@ -369,7 +352,3 @@ def check_training(config: Config) -> list[str]:
 
 
 CROSS_FIELD_CHECKS = (check_input_first, check_objective, check_training)
-
-
-def dump_yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

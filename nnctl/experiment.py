@@ -5,27 +5,29 @@ This is what `nnctl train` calls; the CLI only renders what it reports.
 
 from __future__ import annotations
 
-import shutil
-import signal
-import time
+import math
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nnctl.config import Config, read_yaml, validate_config
+from nnctl.checkpoint import checkpoint_path, load_checkpoint
+from nnctl.config import Config, load_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
 from nnctl.errors import ConfigError, DivergenceError, RunError
+from nnctl.files import file_sha256
+from nnctl.interrupt import SignalHandler
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
-from nnctl.run import CHECKPOINT, CONFIG_YAML, MODEL_JSON, RunWriter, load_checkpoint
+from nnctl.run import CONFIG_YAML, RunWriter
+from nnctl.rundir import RunDirectory, is_run
 from nnctl.seeds import streams
 from nnctl.train import Callback, Trainer, TrainingState
 
-CHECKPOINT_EVERY_SECONDS = 10.0  # the run directory is kept current at least this often
+SAVE_EVERY_SECONDS = 10.0  # the run directory is kept current at least this often
 
 
 @dataclass
@@ -106,13 +108,6 @@ def config_differences(new: Config, saved: Config) -> list[str]:
     return sorted(k for k in walk(new.to_dict(), saved.to_dict(), "") if k not in ignored)
 
 
-def load_saved_config(path: Path) -> Config:
-    file = path / CONFIG_YAML
-    if not file.exists():
-        raise RunError(f"{path}: cannot resume: {CONFIG_YAML} is missing")
-    return validate_config(read_yaml(file), file)
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """How a run ended: small and picklable (a sweep returns it from worker processes)."""
@@ -124,52 +119,13 @@ class TrainResult:
     best_epoch: int
     history: list[dict[str, Any]]
     restored_best: bool = False  # the saved model holds the best validation epoch's weights
+    signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
 
     @classmethod
-    def of(cls, path: Path, state: TrainingState, restored_best: bool) -> TrainResult:
+    def of(cls, path: Path, state: TrainingState, restored_best: bool, signal: int | None = None) -> TrainResult:
         status = state.stop_reason or "unknown"
-        return cls(path, status, state.epoch, state.batch, state.best_epoch, list(state.history), restored_best)
-
-
-class Checkpointer(Callback):
-    """Forwards progress to the user's callback and keeps the run directory current every so often."""
-
-    def __init__(self, inner: Callback | None, save: Any, every: float | None = None) -> None:
-        self.inner = inner if inner is not None else Callback()
-        self.every = CHECKPOINT_EVERY_SECONDS if every is None else every
-        self.save, self.last = save, time.monotonic()
-
-    def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
-        self.inner.on_train_begin(state, epochs, n_batches)
-
-    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
-        self.inner.on_batch_end(epoch, batch, n_batches, samples)
-
-    def on_epoch_end(self, record: dict[str, Any], state: TrainingState) -> None:
-        self.inner.on_epoch_end(record, state)
-        if time.monotonic() - self.last > self.every and state.stop_reason is None:
-            self.save(state)
-            self.last = time.monotonic()
-
-
-@contextmanager
-def stop_on_sigint(trainer: Trainer) -> Iterator[None]:
-    """The first Ctrl-C asks the trainer to stop after this batch; a second one aborts at once."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if trainer.stop_requested:
-            raise KeyboardInterrupt
-        trainer.request_stop()
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        history = list(state.history)
+        return cls(path, status, state.epoch, state.batch, state.best_epoch, history, restored_best, signal)
 
 
 def train(
@@ -179,60 +135,98 @@ def train(
     force: bool = False,
     resume: str | Path | None = None,
     callback: Callback | None = None,
-    handle_sigint: bool = False,
+    handle_signals: bool = False,
+    command: str = "",
 ) -> TrainResult:
-    """Train a config into its run directory (or continue one with `resume`); returns where and how it ended."""
-    if resume is not None:
-        path = _resumable(Path(resume))
-        saved: Config | None = load_saved_config(path)
-    else:
-        path, saved = new_run_path(config, out, force), None
-    setup = set_up(config)  # fills in defaults that depend on the data (the feature list)
+    """Train a config into its run directory (or continue one with `resume`); returns where and how it ended.
+
+    With `handle_signals`, SIGINT and SIGTERM stop training after the current batch and the checkpoint is
+    saved (before training starts they raise `nnctl.interrupt.Interrupted`). `command` names this process
+    in the run directory's lock, for whoever finds it in use.
+    """
+    signals = SignalHandler() if handle_signals else None
+    with signals if signals is not None else nullcontext():
+        directory, setup, state = _claim(config, out, force, resume, command)
+        try:
+            return _run(config, directory, setup, state, callback, signals)
+        finally:
+            directory.release()
+
+
+def _claim(
+    config: Config, out: str | Path | None, force: bool, resume: str | Path | None, command: str
+) -> tuple[RunDirectory, Setup, TrainingState | None]:
+    """Lock the run directory (an existing one before loading data, a new one after: it is created only
+    once the config and data are known to be good) and load the data, the network and any checkpoint."""
+    if resume is None:
+        preflight(config, out, force)
+        setup = set_up(config)
+        return RunDirectory.new(run_directory(config, out), out is not None, force, command), setup, None
+    directory = RunDirectory.existing(Path(resume), command)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
-    state = resumed_state(config, saved, setup, path) if saved is not None else None
-    if resume is None and force:
-        _clear_run(path)
-    writer = RunWriter(path, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng)
-    writer.save_config()
+        setup = set_up(config)
+        return directory, setup, resumed_state(config, setup, directory.final)
+    except BaseException:
+        directory.release()
+        raise
+
+
+def _run(
+    config: Config,
+    directory: RunDirectory,
+    setup: Setup,
+    state: TrainingState | None,
+    callback: Callback | None,
+    signals: SignalHandler | None,
+) -> TrainResult:
+    data = data_fingerprint(config)
+    writer = RunWriter(directory, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng, data)
     trainer = Trainer(
-        setup.network, setup.optimizer, config.training, setup.shuffle_rng, Checkpointer(callback, writer.save)
+        setup.network, setup.optimizer, config.training, setup.shuffle_rng, callback, writer.save, SAVE_EVERY_SECONDS
     )
+    if signals is not None:
+        signals.attach(trainer)
+    writer.save_config()
+    if state is None:
+        writer.save(TrainingState())  # from the first moment, a killed run can be resumed
     try:
-        with stop_on_sigint(trainer) if handle_sigint else nullcontext():
-            state = trainer.fit(setup.train, setup.validation, state)
+        state = trainer.fit(setup.train, setup.validation, state)
     except DivergenceError:
         writer.save(trainer.state)  # the weights of the last finished epoch, and the history up to it
         raise
+    except MemoryError:
+        writer.save(trainer.state)
+        raise RunError(
+            f"{directory.final}: out of memory while training; try a smaller training.batch_size or fewer units "
+            "(the last checkpoint is kept: --resume continues from it)"
+        ) from None
     writer.save(state)  # the checkpoint keeps the last weights, so more epochs continue exactly
     restored = config.training.early_stopping is not None and state.finished and trainer.restore_best(state)
     if restored:
         writer.save_model(state, restored_best=True)
-    return TrainResult.of(path, state, restored)
+    received = signals.received if signals is not None else None
+    return TrainResult.of(directory.final, state, restored, received)
 
 
-def _resumable(path: Path) -> Path:
-    if not (path / CHECKPOINT / "state.json").exists():
-        raise RunError(f"{path}: cannot resume: no checkpoint in this directory (is it a run directory?)")
-    return path
-
-
-def new_run_path(config: Config, out: str | Path | None, force: bool) -> Path:
-    """Where a new run goes; an existing run there is an error unless `force`."""
+def preflight(config: Config, out: str | Path | None, force: bool) -> None:
+    """Before loading data: `--out` into an existing run without --force, or into a file, is an error."""
     path = run_directory(config, out)
     if path.exists() and not path.is_dir():
         raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
-    if path.exists() and not force and any(path.iterdir()):
-        raise RunError(
-            f"{path}: a run already exists here; pass --force to overwrite it or --out to choose another directory"
-        )
-    return path
+    if out is not None and not force and path.is_dir() and any(path.iterdir()):
+        what = "a run already exists here" if is_run(path) else "the directory is not empty"
+        raise RunError(f"{path}: {what}; pass --force to replace a run, or choose another --out")
 
 
-def resumed_state(config: Config, saved: Config, setup: Setup, path: Path) -> TrainingState:
-    """The checkpoint's state, once the config matches the run's and there is training left to do."""
+def data_fingerprint(config: Config) -> dict[str, str | None]:
+    """sha256 of the training and validation files, recorded in the checkpoint and checked on resume."""
+    files = {"train": config.data.train, "validation": config.data.validation}
+    return {key: None if path is None else file_sha256(Path(path)) for key, path in files.items()}
+
+
+def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:
+    """The checkpoint's state, once the config and data match the run's and there is training left to do."""
+    saved = load_config(path / CONFIG_YAML)
     differing = config_differences(config, saved)
     if differing:
         raise ConfigError(
@@ -240,7 +234,28 @@ def resumed_state(config: Config, saved: Config, setup: Setup, path: Path) -> Tr
             "only training.epochs may change (start a new run instead)"
         )
     config.name, config.output = saved.name, saved.output
-    state = load_checkpoint(path, setup.optimizer, setup.network, setup.shuffle_rng)
+    if not checkpoint_path(path).exists():
+        raise RunError(f"{path}: cannot resume: no checkpoint in this directory")
+    batches = math.ceil(len(setup.train) / min(config.training.batch_size or len(setup.train), len(setup.train)))
+    args = (setup.optimizer, setup.network, setup.shuffle_rng, len(setup.train), batches)
+    state, data = load_checkpoint(path, *args)
+    _check_same_data(config, data, path)
+    _check_resumable(config, state, path)
+    return state
+
+
+def _check_same_data(config: Config, saved: dict[str, str | None], path: Path) -> None:
+    now = data_fingerprint(config)
+    for key, digest in saved.items():
+        if key in now and digest != now[key]:
+            file = getattr(config.data, key)
+            raise RunError(
+                f"cannot resume {path}: data.{key} {file} has changed since the run started (sha256 "
+                f"{(now[key] or 'none')[:12]}…, was {(digest or 'none')[:12]}…); restore it or start a new run"
+            )
+
+
+def _check_resumable(config: Config, state: TrainingState, path: Path) -> None:
     if state.stop_reason == "diverged":
         raise RunError(f"{path}: this run diverged; start a new run with a smaller learning rate instead")
     if state.stop_reason in ("early_stopping", "tolerance"):  # an uninterrupted run would stop here too
@@ -260,11 +275,3 @@ def resumed_state(config: Config, saved: Config, setup: Setup, path: Path) -> Tr
             + (f"is already inside epoch {reached}" if state.batch else f"has already completed {reached} epochs")
             + f"; set training.epochs to at least {reached}"
         )
-    return state
-
-
-def _clear_run(path: Path) -> None:
-    """--force: remove what a previous run left (only nnctl's own files)."""
-    if (path / CHECKPOINT).is_dir():
-        shutil.rmtree(path / CHECKPOINT)
-    (path / MODEL_JSON).unlink(missing_ok=True)

@@ -58,6 +58,12 @@ class Module:
         """The module for an input `width` from validated `options` (an instance of `cls.Options`)."""
         return cls()
 
+    @classmethod
+    def shapes(cls, width: int, options: Any) -> tuple[int, dict[str, tuple[int, ...]]]:
+        """(output width, {array: shape}) of the module `build` would make, without allocating anything:
+        a saved model is checked against them before any array is built."""
+        return width, {}
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -105,6 +111,10 @@ class Input(Module):
     @classmethod
     def build(cls, width: int, options: Any, context: BuildContext) -> Input:
         return cls(width, options.normalize, context.dtype)
+
+    @classmethod
+    def shapes(cls, width: int, options: Any) -> tuple[int, dict[str, tuple[int, ...]]]:
+        return width, {"mean": (1, width), "std": (1, width)}
 
     def fit(self, x: np.ndarray) -> None:
         """Fit μ and σ on training rows (σ of 0 → 1, so constant columns pass through centred)."""
@@ -177,6 +187,10 @@ class FullyConnected(Module):
     @classmethod
     def build(cls, width: int, options: Any, context: BuildContext) -> FullyConnected:
         return cls(width, options.units, options.init, options.scale, context.rng, context.dtype)
+
+    @classmethod
+    def shapes(cls, width: int, options: Any) -> tuple[int, dict[str, tuple[int, ...]]]:
+        return options.units, {"W": (width, options.units), "b": (1, options.units)}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x

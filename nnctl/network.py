@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnctl.errors import ConfigError
-from nnctl.layers import EPSILON, BuildContext, FullyConnected, Input, Module, build_layer
+from nnctl.layers import EPSILON, BuildContext, FullyConnected, Input, Module, build_layer, layer_class
 from nnctl.objectives import OBJECTIVES, Objective
+from nnctl.schema import validate_options
 from nnctl.seeds import streams
 
 if TYPE_CHECKING:
@@ -27,7 +30,8 @@ class Network:
     def __init__(self, modules: Sequence[Module], objective: Objective) -> None:
         self.modules = list(modules)
         self.objective = objective
-        self._param_plans: dict[int, list[Module]] = {}
+        self._param_plans: dict[int, list[Module]] = {}  # caches: the training loop asks every batch
+        self._tails: dict[int, list[Module]] = {}
         self.eval()
 
     def train(self, mode: bool = True) -> Network:
@@ -45,9 +49,15 @@ class Network:
 
     def forward(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         """ŷ for a batch X (N, D); `start` skips leading modules already applied to x (the trainer's input)."""
-        for module in self.modules[start:]:
+        for module in self.modules if start == 0 else self._tail(start):
             x = module.forward(x)
         return x
+
+    def _tail(self, start: int) -> list[Module]:
+        tail = self._tails.get(start)
+        if tail is None:
+            tail = self._tails[start] = self.modules[start:]
+        return tail
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         """Pass δ = ∂J/∂ŷ back through every module; fills grads and returns ∂J/∂X."""
@@ -146,6 +156,43 @@ class Network:
         return f"Network([{inner}], {self.objective!r})"
 
 
+def planned_arrays(layers: Sequence[Any], n_features: int) -> dict[str, tuple[int, ...]]:
+    """The arrays building these layers would allocate ("<index>.<key>" → shape), computed without allocating."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    width = n_features
+    for i, spec in enumerate(layers):
+        name, options = (spec.kind, spec.options) if hasattr(spec, "kind") else spec
+        cls = layer_class(name)
+        if not isinstance(options, cls.Options):
+            options = validate_options(cls.Options, options, name)
+        width, arrays = cls.shapes(width, options)
+        shapes.update({f"{i}.{key}": shape for key, shape in arrays.items()})
+    return shapes
+
+
+def check_size(shapes: dict[str, tuple[int, ...]], dtype: Any, copies: int = 4) -> None:
+    """Refuse a network whose arrays (weights, gradients, optimiser moments: `copies` each) exceed this machine's
+    memory, naming the layer with the largest one, before anything is allocated."""
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    need = sum(sizes.values()) * np.dtype(dtype).itemsize * copies
+    memory = physical_memory()
+    if sizes and need > memory:
+        largest = max(sizes, key=lambda name: sizes[name])
+        index = largest.split(".")[0]
+        raise ConfigError(
+            f"layers[{index}]: the network needs about {need / 2**30:,.3g} GiB for its parameters (array {largest} has "
+            f"shape {shapes[largest]}), more than this machine's {memory / 2**30:.3g} GiB; use fewer units"
+        )
+
+
+def physical_memory() -> int:
+    """Bytes of RAM (a generous stand-in where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**40
+
+
 def build_modules(
     layers: Sequence[Any],
     n_features: int,
@@ -176,6 +223,7 @@ def build_network(
 ) -> Network:
     """Build the config's network for data with `n_features` columns and `n_outputs` targets or classes."""
     rng = rng if rng is not None else streams(cfg.seed)["init"]
+    check_size(planned_arrays(cfg.layers, n_features), dtype or cfg.dtype)
     modules = build_modules(cfg.layers, n_features, dtype=np.dtype(dtype or cfg.dtype), epsilon=cfg.epsilon, rng=rng)
     width = next((m.out_features for m in reversed(modules) if m.out_features is not None), n_features)
     if width != n_outputs:

@@ -6,110 +6,34 @@ Nothing is ever pickled; every file is written to a temporary name and renamed i
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
-import stat
-import tempfile
-import zipfile
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import ConfigDict, Field, ValidationError
 
 from nnctl import __version__
-from nnctl.config import Config, NamedSpec, dump_yaml, registered, validate_config
+from nnctl.checkpoint import save_checkpoint
+from nnctl.config import Config, NamedSpec, registered, validate_config
 from nnctl.data import Encoding, encode_targets, feature_matrix
 from nnctl.errors import NnctlError, RunError
+from nnctl.files import atomic_write, npz_bytes, read_json, read_npz
 from nnctl.metrics import classification_report, multilabel_report, regression_report
-from nnctl.network import Network, build_modules
+from nnctl.network import Network, build_modules, planned_arrays
 from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import Optimizer
+from nnctl.rundir import RunDirectory
 from nnctl.schema import Schema, describe, merge
 from nnctl.task import Task
 from nnctl.train import TrainingState
+from nnctl.yamlfile import dump_yaml, read_yaml
 
-MODEL_JSON, MODEL_NPZ, CONFIG_YAML, HISTORY_CSV, CHECKPOINT = (
-    "model.json",
-    "model.npz",
-    "config.yaml",
-    "history.csv",
-    "checkpoint",
-)
-
-# ----------------------------------------------------------------------------- atomic files
-
-
-def _process_umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; done once, at import
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _process_umask()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; give the file the mode a plain open() would (or keep the old file's)
-        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # (numpy's stub fears a key named allow_pickle)
-    return buffer.getvalue()
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of an .npz, refusing pickled objects; damage becomes a RunError naming the file."""
-    if not path.exists():
-        raise RunError(f"{path}: file not found; the run directory is incomplete")
-    if not zipfile.is_zipfile(path):  # else np.load would take any other bytes for a pickle and say so
-        raise RunError(f"{path}: truncated or corrupted: not a NumPy .npz archive")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise RunError(
-                f"{path}: holds a pickled object array; refused (nnctl never unpickles model files)"
-            ) from None
-        raise RunError(f"{path}: corrupted: {exc}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error) as exc:
-        raise RunError(f"{path}: truncated or corrupted ({type(exc).__name__}: {exc})") from None
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise RunError(f"{path.parent}: not a complete run directory: {path.name} is missing")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: corrupted JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise RunError(f"{path}: expected a JSON object")
-    return value
-
-
-# ----------------------------------------------------------------------------- the run
+MODEL_JSON, MODEL_NPZ, CONFIG_YAML, HISTORY_CSV = "model.json", "model.npz", "config.yaml", "history.csv"
 
 
 @dataclass
@@ -204,8 +128,22 @@ def save_history(path: Path, history: list[dict[str, Any]], task: Task) -> None:
     atomic_write(path / HISTORY_CSV, frame.to_csv(index=False).encode())
 
 
-def save_config(path: Path, config: Config) -> None:
-    atomic_write(path / CONFIG_YAML, dump_yaml(config.to_dict()).encode())
+def save_config(path: Path, config: Config, home: Path | None = None) -> None:
+    """The resolved config, its data paths relative to the run directory `home` (so run and data can move
+    together) — `load_config` reads them back relative to the file."""
+    document = config.to_dict()
+    for key in ("train", "validation"):
+        value = document["data"].get(key)
+        if value is not None:
+            document["data"][key] = _relative(Path(value), (home or path).resolve())
+    atomic_write(path / CONFIG_YAML, dump_yaml(document).encode())
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def load_run(path: str | Path) -> Run:
@@ -222,21 +160,23 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path / MODEL_JSON}: malformed model description: {'; '.join(problems[:5])}") from None
     objective = OBJECTIVES[model.objective.kind].build(model.objective.options, model.epsilon)
     encoding = Encoding(model.features, model.targets, model.objective.kind, model.classes)
-    try:
+    try:  # model.npz must hold exactly the arrays model.json describes: checked before anything is allocated
+        planned = planned_arrays(model.layers, model.n_features)
+        arrays = read_npz(path / MODEL_NPZ, dict(planned), required=planned, described_by=MODEL_JSON)
         modules = build_modules(model.layers, model.n_features, dtype=model.dtype, epsilon=model.epsilon)
     except NnctlError as exc:
-        raise RunError(f"{path / MODEL_JSON}: {exc}") from None
+        raise RunError(f"{path / MODEL_JSON}: {exc}" if str(path) not in str(exc) else str(exc)) from None
     network = Network(modules, objective)
-    arrays = read_npz(path / MODEL_NPZ)
-    _check_arrays(arrays, network.arrays(), path / MODEL_NPZ)
+    wrong = next((name for name, array in arrays.items() if not np.issubdtype(array.dtype, np.floating)), None)
+    if wrong is not None:
+        dtype = arrays[wrong].dtype
+        raise RunError(f"{path / MODEL_NPZ}: array {wrong!r} has dtype {dtype}, expected floating point")
     network.load_arrays(arrays)
     config = None
     if (path / CONFIG_YAML).exists():
         try:
-            config = validate_config(
-                yaml.safe_load((path / CONFIG_YAML).read_text(encoding="utf-8")), path / CONFIG_YAML
-            )
-        except (NnctlError, yaml.YAMLError, OSError, UnicodeDecodeError):
+            config = validate_config(read_yaml(path / CONFIG_YAML), path / CONFIG_YAML)
+        except NnctlError:
             config = None  # the model itself is complete without it
     return Run(path, network, encoding, meta, config)
 
@@ -255,122 +195,45 @@ class ModelDescription(Schema):
     classes: list[str | int]
 
 
-def _check_arrays(found: dict[str, np.ndarray], expected: dict[str, np.ndarray], path: Path) -> None:
-    for name, target in expected.items():
-        if name not in found:
-            raise RunError(f"{path}: array {name!r} is missing")
-        if found[name].shape != target.shape:
-            raise RunError(
-                f"{path}: array {name!r} has shape {found[name].shape}, but model.json describes {target.shape}"
-            )
-        if not np.issubdtype(found[name].dtype, np.floating):
-            raise RunError(f"{path}: array {name!r} has dtype {found[name].dtype}, expected floating point")
-
-
-# ----------------------------------------------------------------------------- checkpoint
-
-
-def save_checkpoint(
-    path: Path, state: TrainingState, optimizer: Optimizer, network: Network, rng: np.random.Generator
-) -> None:
-    """Everything `--resume` needs; arrays first, then state.json, which names the arrays' step."""
-    folder = path / CHECKPOINT
-    marker = np.array([state.epoch, state.batch, optimizer.t], dtype=np.int64)
-    arrays = {"marker": marker}
-    arrays.update({f"param/{k}": a for k, a in network.arrays().items()})
-    arrays.update({f"opt/{k}": a for k, a in optimizer.state_arrays().items()})
-    arrays.update({f"best/{k}": a for k, a in state.best_params.items()})
-    if state.permutation is not None:
-        arrays["permutation"] = state.permutation
-    atomic_write(folder / "arrays.npz", npz_bytes(arrays))
-    document = {
-        "marker": marker.tolist(),
-        "epoch": state.epoch,
-        "batch": state.batch,
-        "loss_sum": state.loss_sum,
-        "metric_sum": state.metric_sum,
-        "seen": state.seen,
-        "epoch_seconds": state.epoch_seconds,
-        "best_loss": None if math.isinf(state.best_loss) else state.best_loss,
-        "best_epoch": state.best_epoch,
-        "wait": state.wait,
-        "stop_reason": state.stop_reason,
-        "optimizer_step": optimizer.t,
-        "rng": rng.bit_generator.state,
-        "history": state.history,
-    }
-    atomic_write(folder / "state.json", (json.dumps(document) + "\n").encode())
-
-
-def load_checkpoint(path: Path, optimizer: Optimizer, network: Network, rng: np.random.Generator) -> TrainingState:
-    """Restore weights, optimiser moments, RNG and position; the inverse of `save_checkpoint`."""
-    folder = path / CHECKPOINT
-    doc = read_json(folder / "state.json")
-    arrays = read_npz(folder / "arrays.npz")
-    if "marker" not in arrays or arrays["marker"].tolist() != doc.get("marker"):
-        raise RunError(f"{folder}: arrays.npz and state.json are from different moments; cannot resume exactly")
-    params = {k[len("param/") :]: a for k, a in arrays.items() if k.startswith("param/")}
-    _check_arrays(params, network.arrays(), folder / "arrays.npz")
-    network.load_arrays(params)
-    optimizer.load_state_arrays(
-        {k[len("opt/") :]: a for k, a in arrays.items() if k.startswith("opt/")}, doc["optimizer_step"]
-    )
-    rng.bit_generator.state = doc["rng"]
-    best = doc.get("best_loss")
-    return TrainingState(
-        epoch=doc["epoch"],
-        batch=doc["batch"],
-        permutation=arrays.get("permutation"),
-        loss_sum=doc["loss_sum"],
-        metric_sum=doc["metric_sum"],
-        seen=doc["seen"],
-        epoch_seconds=doc["epoch_seconds"],
-        history=doc["history"],
-        best_loss=math.inf if best is None else best,
-        best_epoch=doc["best_epoch"],
-        wait=doc["wait"],
-        best_params={k[len("best/") :]: a for k, a in arrays.items() if k.startswith("best/")},
-        stop_reason=doc["stop_reason"],
-    )
-
-
 class RunWriter:
     """Writes one run's directory: the config once, then checkpoint, model and history whenever asked."""
 
     def __init__(
         self,
-        path: Path,
+        directory: RunDirectory,
         config: Config,
         network: Network,
         encoding: Encoding,
         optimizer: Optimizer,
         rng: np.random.Generator,
+        data: dict[str, str | None],
     ) -> None:
-        self.path, self.config, self.network, self.encoding = path, config, network, encoding
-        self.optimizer, self.rng = optimizer, rng
+        self.directory, self.config, self.network, self.encoding = directory, config, network, encoding
+        self.optimizer, self.rng, self.data = optimizer, rng, data
 
     def save_config(self) -> None:
-        self._write(lambda: save_config(self.path, self.config))
+        self._write(lambda path: save_config(path, self.config, self.directory.final))
 
     def save(self, state: TrainingState) -> None:
         """The checkpoint, the latest weights and the history: the whole run as it stands."""
 
-        def write() -> None:
-            save_checkpoint(self.path, state, self.optimizer, self.network, self.rng)
-            save_model(self.path, self.config, self.network, self.encoding, model_status(state))
-            save_history(self.path, state.history, self.encoding.task)
+        def write(path: Path) -> None:
+            save_checkpoint(path, state, self.optimizer, self.network, self.rng, self.data)
+            save_model(path, self.config, self.network, self.encoding, model_status(state))
+            save_history(path, state.history, self.encoding.task)
 
         self._write(write)
+        self.directory.commit()  # a run replacing another (--force) takes its place once it can be resumed
 
     def save_model(self, state: TrainingState, restored_best: bool = False) -> None:
         extra = model_status(state) | ({"restored_best": True} if restored_best else {})
-        self._write(lambda: save_model(self.path, self.config, self.network, self.encoding, extra))
+        self._write(lambda path: save_model(path, self.config, self.network, self.encoding, extra))
 
-    def _write(self, write: Any) -> None:
+    def _write(self, write: Callable[[Path], None]) -> None:
         try:
-            write()
+            write(self.directory.path)
         except OSError as exc:
-            raise RunError(f"{self.path}: cannot write the run directory: {exc.strerror or exc}") from None
+            raise RunError(f"{self.directory.final}: cannot write the run directory: {exc.strerror or exc}") from None
 
 
 def model_status(state: TrainingState) -> dict[str, Any]:

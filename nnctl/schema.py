@@ -215,8 +215,8 @@ def describe(err: Any, model: type[BaseModel], raw: Any = None, touched: frozens
         message = str(ctx.get("error", err["msg"]))
         field, sep, rest = message.partition(": ")
         if sep and re.fullmatch(r"[a-z_]+", field):  # "target: ..." raised by the section's own check
-            return f"{key}.{field}: {rest}" if key else message
-        return f"{key}: {message}" if key else message
+            return f"{key}.{field}: {rest}{source}" if key else message
+        return f"{key}: {message}{source}" if key else message
     return f"{key}: expected {_expected(kind, ctx, value, err['msg'])}, got {shorten(value)}{source}"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +134,8 @@ class Trainer:
         training: TrainingConfig,
         rng: np.random.Generator,
         callback: Callback | None = None,
+        save: Callable[[TrainingState], None] | None = None,
+        save_every: float = 10.0,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -142,6 +145,8 @@ class Trainer:
         self.task = Task(network.objective.name)
         self.state = TrainingState()
         self._stop_requested = False
+        self.save, self.save_every = save, save_every  # keeps the run directory current (a checkpoint)
+        self._save_due = math.inf
 
     @property
     def stop_requested(self) -> bool:
@@ -174,6 +179,7 @@ class Trainer:
         score = EpochScore(self.task, batches.Y)
         last_good = {name: p.copy() for name, p, _ in self._parameters}  # weights after the last finished epoch
         self.callback.on_train_begin(state, self.training.epochs, batches.count)
+        self._save_due = math.inf if self.save is None else time.monotonic() + self.save_every
         while state.epoch < self.training.epochs:
             if not self._train_epoch(state, batches, score, last_good):
                 state.stop_reason = "interrupted"
@@ -184,11 +190,18 @@ class Trainer:
             self.callback.on_epoch_end(record, state)
             if state.stop_reason is not None:
                 return state
+            if time.monotonic() >= self._save_due:
+                self._save(state)
             if self._stop_requested:
                 state.stop_reason = "interrupted"
                 return state
         state.stop_reason = "epochs"
         return state
+
+    def _save(self, state: TrainingState) -> None:
+        if self.save is not None:
+            self.save(state)
+            self._save_due = time.monotonic() + self.save_every
 
     def _validation_inputs(self, validation: Dataset | None) -> tuple[np.ndarray, np.ndarray, int] | None:
         """(X, Y, start): validation rows in the network's dtype, the input layer applied once."""
@@ -226,10 +239,13 @@ class Trainer:
             state.batch = b + 1
             if (b + 1) % report_every == 0:
                 self.callback.on_batch_end(epoch, b + 1, batches.count, state.seen)
-            if self._stop_requested and b + 1 < batches.count:
-                state.metric_sum += score.settle(order, position + len(y))
+            if b + 1 < batches.count and (self._stop_requested or time.monotonic() >= self._save_due):
+                state.metric_sum += score.settle(order, position + len(y))  # the state is whole from here
                 state.epoch_seconds += time.perf_counter() - started
-                return False
+                if self._stop_requested:
+                    return False
+                self._save(state)  # mid-epoch: a long epoch is checkpointed too
+                started = time.perf_counter()
         state.metric_sum += score.settle(order, batches.rows)
         state.epoch_seconds += time.perf_counter() - started
         self._check_parameters(state, last_good, epoch, batches.count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,12 @@ def toy_config(**sections: Any) -> dict[str, Any]:
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def checkpoint_state(run: Path) -> dict[str, Any]:
+    """The JSON document inside a run's checkpoint (position, sums, history, RNG state)."""
+    with np.load(run / "checkpoint" / "checkpoint.npz", allow_pickle=False) as npz:
+        return json.loads(npz["state"].tobytes().decode())
 
 
 def write_csv(path: Path, rows: int, seed: int, noise: float = 0.3, task: str = "classification") -> Path:

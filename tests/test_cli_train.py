@@ -61,20 +61,23 @@ def test_train_writes_the_run_directory(project: Path, capsys: pytest.CaptureFix
     assert main(["train", "toy.yaml", "--set", "training.epochs=3"]) == 0
     run = project / "runs" / "toy"  # OUTPUT/NAME: output defaults to runs, name to the config's stem
     assert sorted(p.name for p in run.iterdir()) == [
+        ".nnctl.lock",
         "checkpoint",
         "config.yaml",
         "history.csv",
         "model.json",
         "model.npz",
     ]
-    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["arrays.npz", "state.json"]
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["checkpoint.npz"]
 
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["training"]["epochs"] == 3  # the override
     assert saved["name"] == "toy" and saved["output"] == "runs" and saved["dtype"] == "float64"  # defaults filled in
     assert saved["training"]["shuffle"] is True and saved["optimizer"]["beta2"] == 0.999
     assert saved["layers"][1] == {"fully_connected": {"units": 8, "init": "xavier"}}
-    assert Path(saved["data"]["train"]) == (project / "data" / "train.csv").resolve()
+    # data paths relative to the run directory, so a run and its data can move together
+    assert saved["data"]["train"] == str(Path("..") / ".." / "data" / "train.csv")
+    assert (run / saved["data"]["train"]).resolve() == (project / "data" / "train.csv").resolve()
 
     arrays = model_arrays(run)  # arrays only: allow_pickle=False would refuse anything else
     assert {name: a.shape for name, a in arrays.items()} == {
@@ -213,10 +216,14 @@ def test_an_existing_run_is_not_overwritten_without_force(project: Path, capsys:
     assert yaml.safe_load((project / "run" / "config.yaml").read_text())["seed"] == 7
 
 
-def test_default_run_directory_is_protected_too(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_run_directory_is_numbered_never_replaced(project: Path) -> None:
     assert main(["train", "toy.yaml", "--quiet"]) == 0
-    assert main(["train", "toy.yaml", "--quiet"]) == 2
-    assert str(Path("runs") / "toy") in capsys.readouterr().err
+    first = (project / "runs" / "toy" / "model.npz").read_bytes()
+    assert main(["train", "toy.yaml", "--quiet", "--set", "seed=1"]) == 0
+    assert main(["train", "toy.yaml", "--quiet", "--set", "seed=2"]) == 0
+    assert (project / "runs" / "toy" / "model.npz").read_bytes() == first
+    assert sorted(p.name for p in (project / "runs").iterdir()) == ["toy", "toy-2", "toy-3"]
+    assert yaml.safe_load((project / "runs" / "toy-3" / "config.yaml").read_text())["seed"] == 2
 
 
 def test_out_naming_a_file_is_a_usage_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,10 +234,13 @@ def test_out_naming_a_file_is_a_usage_error(project: Path, capsys: pytest.Captur
     assert (project / "taken").read_text() == "not a run"
 
 
-def test_force_keeps_files_that_are_not_nnctls(project: Path) -> None:
+def test_force_never_replaces_a_directory_that_is_not_a_run(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "run").mkdir()
     (project / "run" / "notes.txt").write_text("mine")
-    assert main(["train", "toy.yaml", "--out", "run", "--force", "--quiet"]) == 0
+    (project / "run" / "config.yaml").write_text("mine too")
+    assert main(["train", "toy.yaml", "--out", "run", "--force", "--quiet"]) == 2
+    assert "not an nnctl run directory (it holds config.yaml, notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in (project / "run").iterdir()) == ["config.yaml", "notes.txt"]
     assert (project / "run" / "notes.txt").read_text() == "mine"
 
 

@@ -200,16 +200,20 @@ def test_the_result_of_a_run_is_small_and_picklable(toy: Path) -> None:
 
 
 def test_periodic_saves_never_rewrite_the_config(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nnctl.checkpoint
     import nnctl.experiment
     import nnctl.run
 
     writes: list[str] = []
     real = nnctl.run.atomic_write
-    monkeypatch.setattr(nnctl.run, "atomic_write", lambda path, data: (writes.append(path.name), real(path, data)))
-    monkeypatch.setattr(nnctl.experiment, "CHECKPOINT_EVERY_SECONDS", -1.0)  # save after every epoch
+    for module in (nnctl.run, nnctl.checkpoint):
+        monkeypatch.setattr(module, "atomic_write", lambda path, data: (writes.append(path.name), real(path, data)))
+    monkeypatch.setattr(nnctl.experiment, "SAVE_EVERY_SECONDS", -1.0)  # save after every batch
     train(load_config(write_config(toy / "c.yaml", toy_config())), out=toy / "run")
     assert writes.count("config.yaml") == 1
-    assert writes.count("state.json") == 5  # four periodic saves and the final one
+    # the first save, one after each batch but an epoch's last, one after each epoch but the last, the final one
+    assert writes.count("checkpoint.npz") == 1 + 5 * 7 + 4 + 1
+    assert writes.count("model.npz") == writes.count("history.csv") == writes.count("checkpoint.npz")
 
 
 # ----------------------------------------------------------------------------- short functions, lazy start-up

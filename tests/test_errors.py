@@ -620,7 +620,7 @@ def test_internal_error_says_so_and_points_to_debug(
 def test_usage_error_exits_2_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "train")
     assert (code, out) == (2, "")
-    assert "Traceback" not in err and "Missing argument 'CONFIG'" in err
+    assert "Traceback" not in err and "give a CONFIG to train, or --resume RUN to continue a run" in err
 
 
 # ----------------------------------------------------------------------------- as a real process

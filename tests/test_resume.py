@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import toy_config, toy_layers, write_config, write_csv
+from helpers import checkpoint_state, toy_config, toy_layers, write_config, write_csv
 
 import nnctl.experiment
 from nnctl.cli import main
@@ -106,11 +106,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(cfg: Path, case
 
     handler = signal.getsignal(signal.SIGINT)
     cut = train(
-        load_config(cfg, overrides), out=cfg.parent / "cut", callback=SigintAfter(stop_after), handle_sigint=True
+        load_config(cfg, overrides), out=cfg.parent / "cut", callback=SigintAfter(stop_after), handle_signals=True
     )
     assert cut.status == "interrupted"
     assert (cut.epoch, cut.batch) == divmod(stop_after, BATCHES)
-    state = json.loads((cut.path / "checkpoint" / "state.json").read_text())
+    state = checkpoint_state(cut.path)
     assert (state["epoch"], state["batch"], state["stop_reason"]) == (*divmod(stop_after, BATCHES), "interrupted")
     assert state["optimizer_step"] == stop_after
     assert signal.getsignal(signal.SIGINT) is handler  # nnctl's handler is gone again
@@ -122,8 +122,8 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(cfg: Path, case
 
 def test_a_run_interrupted_twice_still_matches(cfg: Path) -> None:
     whole = train(load_config(cfg), out=cfg.parent / "whole")
-    cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(4), handle_sigint=True)
-    again = train(load_config(cfg), resume=cut.path, callback=SigintAfter(2 * BATCHES + 1), handle_sigint=True)
+    cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(4), handle_signals=True)
+    again = train(load_config(cfg), resume=cut.path, callback=SigintAfter(2 * BATCHES + 1), handle_signals=True)
     assert again.status == "interrupted" and (again.epoch, again.batch) == (2, 5)
     train(load_config(cfg), resume=cut.path)
     assert_same_run(whole.path, cut.path)
@@ -131,7 +131,7 @@ def test_a_run_interrupted_twice_still_matches(cfg: Path) -> None:
 
 def test_periodic_checkpoints_do_not_change_the_result(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     quiet = train(load_config(cfg), out=cfg.parent / "quiet")
-    monkeypatch.setattr(nnctl.experiment, "CHECKPOINT_EVERY_SECONDS", -1.0)  # save after every epoch
+    monkeypatch.setattr(nnctl.experiment, "SAVE_EVERY_SECONDS", -1.0)  # save after every epoch
     busy = train(load_config(cfg), out=cfg.parent / "busy")
     assert_same_run(quiet.path, busy.path)
 
@@ -223,12 +223,12 @@ def test_a_run_stopped_by_its_own_rule_is_not_resumed(
 
 
 def test_resume_with_fewer_epochs_than_done_is_refused(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(2 * BATCHES + 2), handle_sigint=True)
+    cut = train(load_config(cfg), out=cfg.parent / "cut", callback=SigintAfter(2 * BATCHES + 2), handle_signals=True)
     assert (cut.epoch, cut.batch) == (2, 2)
     assert main(["train", str(cfg), "--resume", str(cut.path), "--set", "training.epochs=2"]) == 2
     err = capsys.readouterr().err
     assert "training.epochs" in err and "inside epoch 3" in err and "at least 3" in err
-    assert json.loads((cut.path / "checkpoint" / "state.json").read_text())["stop_reason"] == "interrupted"
+    assert checkpoint_state(cut.path)["stop_reason"] == "interrupted"
 
 
 def test_resume_needs_a_run_directory(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -286,9 +286,10 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(
     assert [line.split()[1] for line in out.splitlines()] == ["1/9"]  # the finished epoch; no summary table
     assert err.splitlines() == [
         f"interrupted in epoch 2 after batch 2; checkpoint saved in {run}",
-        f"resume with: nnctl train {cfg} --resume {run} --set training.epochs=9",
+        f"resume with: nnctl train --resume {run}",  # the run's config.yaml holds the overrides
     ]
     assert sorted(p.name for p in run.iterdir()) == [
+        ".nnctl.lock",
         "checkpoint",
         "config.yaml",
         "history.csv",
@@ -298,7 +299,7 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(
     assert json.loads((run / "model.json").read_text())["status"] == "interrupted"
     assert len(pd.read_csv(run / "history.csv")) == 1
 
-    assert main(["train", str(cfg), "--resume", str(run), "--set", "training.epochs=9", "--quiet"]) == 0
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
     whole = train(load_config(cfg, ["training.epochs=9"]), out=cfg.parent / "whole")
     assert_same_run(whole.path, run)
 
@@ -311,7 +312,9 @@ def test_the_printed_resume_command_survives_spaces_in_paths(
     assert main(["train", str(cfg), "--out", str(run), "--set", "optimizer.learning_rate=0.02", "--quiet"]) == 130
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("resume with: ")]
     words = shlex.split(line[len("resume with: ") :])
-    assert words == ["nnctl", "train", str(cfg), "--resume", str(run), "--set", "optimizer.learning_rate=0.02"]
+    assert words == ["nnctl", "train", "--resume", str(run)]
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optimizer"]["learning_rate"] == 0.02  # the override travels with the run
 
 
 # ------------------------------------------------------------- the real thing: Ctrl-C on the console script
@@ -340,7 +343,7 @@ def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path)
             child.kill()
     assert child.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    state = checkpoint_state(run)
     assert state["stop_reason"] == "interrupted" and state["epoch"] >= 1
     where = (
         f"in epoch {state['epoch'] + 1} after batch {state['batch']}"
@@ -350,8 +353,7 @@ def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path)
     assert f"interrupted {where}; checkpoint saved in" in err
     (line,) = [line for line in err.splitlines() if "--resume" in line]  # one line, never wrapped
     printed = shlex.split(line.split("resume with:", 1)[1])
-    assert printed[:2] == ["nnctl", "train"] and printed[printed.index("--resume") + 1] == str(run)
-    assert printed[-2:] == ["--set", "training.epochs=100000"]  # the overrides come along
+    assert printed == ["nnctl", "train", "--resume", str(run)]  # no CONFIG: the run's own config.yaml
 
     # Run that command, with fewer epochs so it ends soon (epochs may change on resume) ...
     epochs = state["epoch"] + 3
