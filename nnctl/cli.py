@@ -122,6 +122,9 @@ def evaluate(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     csv: Annotated[Path, typer.Argument(metavar="CSV", help="Labelled CSV to evaluate on.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    per_class: Annotated[
+        bool, typer.Option("--per-class", help=f"The per-class table even for more than {20} classes.")
+    ] = False,
 ) -> None:
     """Loss and metrics of a trained model on a held-out CSV."""
     from nnctl.data import read_csv
@@ -129,12 +132,25 @@ def evaluate(
     from nnctl.run import load_run
 
     model = load_run(run)
+    _note_unfinished(model.meta, run)
     result = model.evaluate(read_csv(csv, "CSV"), str(csv))
     if as_json:
         _print_json(result)
         return
-    for table in evaluation_tables(result, f"{run} on {csv}"):
+    for table in evaluation_tables(result, f"{run} on {csv}", per_class):
         out.print(table)
+
+
+def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
+    """eval, predict and plot work on a run in progress (or interrupted); they say so on stderr."""
+    status = meta.get("status")
+    if status in ("training", "interrupted", "diverged"):
+        epochs = meta.get("epochs_completed", 0)
+        what = {"training": "still training (or was killed)", "interrupted": "interrupted", "diverged": "diverged"}
+        err.print(
+            f"note: {run} is unfinished ({what[status]}, {epochs} epoch(s) done); using its latest weights",
+            markup=False,
+        )
 
 
 @app.command()
@@ -147,19 +163,26 @@ def predict(
     import pandas as pd
 
     from nnctl.data import read_csv
-    from nnctl.run import atomic_write, load_run
+    from nnctl.errors import DataError
+    from nnctl.files import write_output
+    from nnctl.run import load_run
 
     model = load_run(run)
+    _note_unfinished(model.meta, run)
     frame = read_csv(csv, "CSV")
     predictions = model.predict(frame, str(csv))
-    text = pd.concat([frame.drop(columns=predictions.columns, errors="ignore"), predictions], axis=1).to_csv(
-        index=False
-    )
+    taken = [c for c in predictions.columns if c in frame.columns]
+    if taken:
+        raise DataError(
+            f"{csv}: already has column(s) {', '.join(map(repr, taken[:5]))}, which predict writes; "
+            "rename or drop them (is this a file of earlier predictions?)"
+        )
+    text = pd.concat([frame, predictions], axis=1).to_csv(index=False)
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write(output, text.encode())
-        err.print(f"wrote {len(frame)} predictions to {output}")
+        write_output(output, text.encode(), "predictions")
+        err.print(f"wrote {len(frame)} predictions to {output}", markup=False)
 
 
 @app.command()
@@ -241,10 +264,13 @@ def plot(
     ] = None,
 ) -> None:
     """Learning curves of a run as a PNG."""
+    from nnctl.files import read_json
     from nnctl.plot import plot_history
 
+    if (run / "model.json").is_file():
+        _note_unfinished(read_json(run / "model.json"), run)
     path = plot_history(run, output)
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path}", markup=False)
 
 
 def _command() -> str:

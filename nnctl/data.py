@@ -7,6 +7,7 @@ Every problem is a DataError naming the file, the column and the first offending
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 
 from nnctl.errors import DataError
 from nnctl.objectives import objective_class
+from nnctl.schema import shorten, shorten_list
 from nnctl.task import Task
 
 
@@ -74,7 +76,9 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
     try:
         # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
         # Only empty cells are missing: "None", "NA" or "null" can be real class labels.
-        frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, na_values=[""])
+        with warnings.catch_warnings():  # mixed types in a column are reported as the data error they are
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
     except pd.errors.ParserError as exc:
@@ -105,8 +109,8 @@ NA_SPELLINGS = {"nan", "-nan", "na", "n/a", "null", "none", "#n/a", "<na>"}
 
 
 def _shown(value: Any) -> str:
-    """A cell as the message shows it: `1e+39`, `'abc'`, not `np.float64(1e+39)`."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """A cell as the message shows it: `1e+39`, `'abc'`, not `np.float64(1e+39)`; never more than a line."""
+    return shorten(value.item() if isinstance(value, np.generic) else value)
 
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], path: str, key: str) -> None:
@@ -187,10 +191,9 @@ def infer_encoding(
             if set(classes) <= {0, 1} and all(not isinstance(c, str) for c in classes):
                 classes = [0, 1]
             if len(classes) != 2:
-                shown = ", ".join(map(repr, classes[:10])) + (" ..." if len(classes) > 10 else "")
                 raise DataError(
                     f"data.target: {objective} needs two classes in column {targets[0]!r} of {path}, "
-                    f"found {len(classes)} ({shown}); for more classes use cross_entropy with a softmax output"
+                    f"found {shorten_list(classes, 'classes')}; for more classes use cross_entropy and softmax"
                 )
             encoding.classes = classes
         else:
@@ -251,7 +254,7 @@ def encode_targets(
             row = int(np.argmax(unknown))
             raise DataError(
                 f"{path}: column {column!r}, row {row + 1} (line {row + 2}): label {_shown(labels.iloc[row])} "
-                f"is not one of the model's classes {classes}"
+                f"is not one of the model's {shorten_list(classes, 'classes')}"
             )
         if encoding.task.targets == "binary":
             return index.astype(dtype).reshape(-1, 1)

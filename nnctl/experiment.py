@@ -17,13 +17,15 @@ import numpy as np
 from nnctl.checkpoint import checkpoint_path, load_checkpoint
 from nnctl.config import Config, load_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
-from nnctl.errors import ConfigError, DivergenceError, RunError
+from nnctl.errors import ConfigError, DataError, DivergenceError, RunError
 from nnctl.files import file_sha256
 from nnctl.interrupt import SignalHandler
+from nnctl.layers import Input
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
 from nnctl.run import CONFIG_YAML, RunWriter
 from nnctl.rundir import RunDirectory, is_run
+from nnctl.schema import shorten_list
 from nnctl.seeds import streams
 from nnctl.train import Callback, Trainer, TrainingState
 
@@ -50,8 +52,20 @@ def set_up(config: Config) -> Setup:
     network = build_for_data(config, encoding, rngs["init"])
     if network.input is not None:
         network.input.fit(train.X)  # statistics of the training rows only
+        _check_statistics(network.input, encoding.features, str(config.data.train))
     optimizer = OPTIMIZERS[config.optimizer.name].build(config.optimizer)
     return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"])
+
+
+def _check_statistics(layer: Input, features: list[str], source: str) -> None:
+    """μ and σ must be finite numbers in the run's dtype (a column near the float limit cannot be standardised)."""
+    finite = np.isfinite(layer.state["mean"][0]) & np.isfinite(layer.state["std"][0])
+    if not finite.all():
+        column = features[int(np.argmin(finite))]
+        raise DataError(
+            f"{source}: column {column!r}: its values are too large to standardise in {layer.state['std'].dtype} "
+            "(the mean or standard deviation overflows); rescale the column"
+        )
 
 
 def load_data(config: Config, split_rng: np.random.Generator) -> tuple[Encoding, Dataset, Dataset | None]:
@@ -78,7 +92,7 @@ def build_for_data(config: Config, encoding: Encoding, rng: np.random.Generator)
     try:
         return build_network(config, len(encoding.features), encoding.n_outputs, rng=rng)
     except ConfigError as exc:
-        found = f"classes {encoding.classes}" if encoding.classes else f"target columns {encoding.targets}"
+        found = shorten_list(encoding.classes, "classes") if encoding.classes else f"target columns {encoding.targets}"
         raise ConfigError(f"{config.source}: {exc} (the data has {found})") from None
     except MemoryError:
         widths = [getattr(layer.options, "units", None) for layer in config.layers]

@@ -121,9 +121,15 @@ class Input(Module):
         if self.normalize == "none":
             return
         x64 = np.asarray(x, dtype=np.float64)
-        std = x64.std(axis=0, keepdims=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = x64.mean(axis=0, keepdims=True), x64.std(axis=0, keepdims=True)
+            huge = ~(np.isfinite(mean) & np.isfinite(std))[0]
+            if huge.any():  # values near the float64 limit overflow the sums: scale those columns down first
+                scale = np.abs(x64[:, huge]).max(axis=0)
+                scaled = x64[:, huge] / scale
+                mean[:, huge], std[:, huge] = scaled.mean(axis=0) * scale, scaled.std(axis=0) * scale
         std[std == 0] = 1.0
-        self.state["mean"][...] = x64.mean(axis=0, keepdims=True)
+        self.state["mean"][...] = mean
         self.state["std"][...] = std
 
     def forward(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

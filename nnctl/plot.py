@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from nnctl.errors import NnctlError, RunError
-from nnctl.run import HISTORY_CSV, atomic_write
+from nnctl.files import write_output
+from nnctl.run import HISTORY_CSV
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -21,10 +22,13 @@ def read_history(run: Path) -> pd.DataFrame:
         raise RunError(f"{path}: not found; is {run} a run directory?")
     try:
         history = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise RunError(f"{path}: unreadable: {exc}") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise RunError(f"{path}: unreadable: {str(exc)[:200]}") from None
     if "epoch" not in history.columns or "train_loss" not in history.columns:
         raise RunError(f"{path}: expected columns epoch and train_loss")
+    numeric = [c for c in history.columns if c != "epoch" and not pd.api.types.is_numeric_dtype(history[c])]
+    if numeric or not pd.api.types.is_numeric_dtype(history["epoch"]):
+        raise RunError(f"{path}: column {(numeric or ['epoch'])[0]!r} is not numeric; the file is damaged")
     return history
 
 
@@ -89,5 +93,5 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    atomic_write(out, buffer.getvalue())
+    write_output(out, buffer.getvalue(), "plot")
     return out

@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -119,7 +120,7 @@ def _log(values: list[Any]) -> list[float]:
 def training_summary(result: Any) -> Table:
     """Best epoch, final metrics, stop reason, where the run was saved, and a loss sparkline."""
     history = result.history
-    table = Table(title=f"run {result.path}", show_header=False, title_justify="left")
+    table = Table(title=plain(f"run {result.path}"), show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")  # a long "saved to" path wraps; it is never cut to "…"
     if history:
@@ -140,45 +141,80 @@ def training_summary(result: Any) -> Table:
         table.add_row("train loss (log)", sparkline(_log([r["train_loss"] for r in history])))
         if any(r["validation_loss"] is not None for r in history):
             table.add_row("validation loss (log)", sparkline(_log([r["validation_loss"] for r in history])))
-    table.add_row("saved to", str(result.path))
+    table.add_row("saved to", plain(result.path))
     return table
 
 
-def evaluation_tables(result: dict[str, Any], title: str) -> list[Table]:
-    """The metrics table, then per-class (or per-target) details and the confusion matrix."""
+MAX_CLASSES_SHOWN = 20  # above this, per-class rows only on request and the largest confusions, not the matrix
+
+
+def plain(value: Any) -> Text:
+    """User text (paths, labels, names) as it is: never read as rich markup."""
+    return Text(str(value))
+
+
+def evaluation_tables(result: dict[str, Any], title: str, per_class: bool = False) -> list[Any]:
+    """The metrics table, then per-class (or per-target) details and the confusion matrix (or its largest
+    cells, for many classes)."""
     # min_width: rich wraps a title to its table's width, which would break the paths in it.
-    main = Table(title=title, show_header=False, title_justify="left", min_width=len(title))
+    main = Table(title=plain(title), show_header=False, title_justify="left", min_width=len(title))
     main.add_column("metric", style="bold")
     main.add_column("value", justify="right")
-    for key in ("loss", "n_samples", "accuracy", "macro_f1", "mse", "rmse", "mae", "r2", "mape"):
+    for key in ("loss", "n_samples", "accuracy", "macro_f1", "roc_auc", "mse", "rmse", "mae", "r2", "mape"):
         if key in result:
             main.add_row(key, _fmt(result[key]))
-    tables = [main]
+    tables: list[Any] = [main]
     if "per_class" in result:
-        per = Table(title="per class", title_justify="left")
-        for col in ("class", "precision", "recall", "f1", "support"):
-            per.add_column(col, justify="left" if col == "class" else "right")
-        for name, row in result["per_class"].items():
-            per.add_row(name, *(_fmt(row[k]) for k in ("precision", "recall", "f1", "support")))
-        tables.append(per)
-        matrix = result["confusion_matrix"]
-        if isinstance(matrix, list):
-            cm_title = "confusion matrix (rows: true, columns: predicted)"
-            cm = Table(title=cm_title, title_justify="left", min_width=len(cm_title))
-            cm.add_column("")
-            for c in result["classes"]:
-                cm.add_column(str(c), justify="right")
-            for c, row in zip(result["classes"], matrix, strict=True):
-                cm.add_row(str(c), *map(str, row))
-            tables.append(cm)
+        tables += _class_tables(result, per_class)
     if "per_target" in result and len(result["per_target"]) > 1:
         per = Table(title="per target", title_justify="left")
         for col in ("target", "mse", "rmse", "mae", "r2", "mape"):
             per.add_column(col, justify="left" if col == "target" else "right")
         for name, row in result["per_target"].items():
-            per.add_row(name, *(_fmt(row[k]) for k in ("mse", "rmse", "mae", "r2", "mape")))
+            per.add_row(plain(name), *(_fmt(row[k]) for k in ("mse", "rmse", "mae", "r2", "mape")))
         tables.append(per)
     return tables
+
+
+def _class_tables(result: dict[str, Any], per_class: bool) -> list[Any]:
+    classes, rows = result["classes"], result["per_class"]
+    tables: list[Any] = []
+    if per_class or len(rows) <= MAX_CLASSES_SHOWN:
+        per = Table(title="per class", title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            per.add_column(col, justify="left" if col == "class" else "right")
+        for name, row in rows.items():
+            per.add_row(plain(name), *(_fmt(row[k]) for k in ("precision", "recall", "f1", "support")))
+        tables.append(per)
+    else:
+        tables.append(Text(f"per class: {len(rows):,} classes (--per-class shows the table)", style="dim"))
+    matrix = result["confusion_matrix"]
+    if isinstance(matrix, list) and len(classes) <= MAX_CLASSES_SHOWN // 2:
+        cm_title = "confusion matrix (rows: true, columns: predicted)"
+        cm = Table(title=cm_title, title_justify="left", min_width=len(cm_title))
+        cm.add_column("")
+        for c in classes:
+            cm.add_column(plain(c), justify="right")
+        for c, row in zip(classes, matrix, strict=True):
+            cm.add_row(plain(c), *map(str, row))
+        tables.append(cm)
+    elif isinstance(matrix, list):
+        tables.append(_top_confusions(classes, np.asarray(matrix)))
+    return tables
+
+
+def _top_confusions(classes: list[Any], matrix: np.ndarray, count: int = 10) -> Table:
+    """The largest off-diagonal cells of a confusion matrix: which classes are mistaken for which."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(off, axis=None)[::-1][:count]
+    table = Table(title=f"most frequent confusions (of {len(classes):,} classes)", title_justify="left")
+    for col in ("true", "predicted", "rows"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for true, predicted in zip(*np.unravel_index(flat, off.shape), strict=True):
+        if off[true, predicted]:
+            table.add_row(plain(classes[true]), plain(classes[predicted]), f"{off[true, predicted]:,}")
+    return table
 
 
 def gradcheck_table(checks: list[Any]) -> Table:

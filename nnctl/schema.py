@@ -39,6 +39,13 @@ def shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def shorten_list(items: Any, what: str = "items", limit: int = 8) -> str:
+    """`3 classes: 'a', 'b', 'c'`, or `2,000 classes: 'a', 'b', …` — a list never floods a message."""
+    items = list(items)
+    shown = ", ".join(shorten(item, 40) for item in items[:limit])
+    return f"{len(items):,} {what}: {shown}{', …' if len(items) > limit else ''}"
+
+
 def lookup(registry: dict[str, T], name: str, what: str) -> T:
     """A registry entry by its config name; the error suggests the closest and lists every valid name."""
     try:

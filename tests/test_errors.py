@@ -249,7 +249,7 @@ def test_log_loss_target_with_three_classes(work: Path, capsys: pytest.CaptureFi
         run_cli(capsys, "train", path),
         "data.target: log_loss needs two classes in column 'y'",
         str(work / "train.csv"),
-        "found 3 ('x', 'y', 'z')",
+        "found 3 classes: 'x', 'y', 'z'",
         "use cross_entropy",
     )
 
@@ -420,7 +420,7 @@ def test_validation_csv_with_an_unseen_class(work: Path, capsys: pytest.CaptureF
     assert_error(
         run_cli(capsys, "train", path),
         f"{work / 'valid.csv'}: column 'y', row 2 (line 3): label 'w'",
-        "is not one of the model's classes ['x', 'y', 'z']",
+        "is not one of the model's 3 classes: 'x', 'y', 'z'",
     )
 
 
@@ -463,7 +463,7 @@ def test_eval_labels_the_model_never_saw(run: Path, tmp_path: Path, capsys: pyte
     assert_error(
         run_cli(capsys, "eval", run, tmp_path / "held.csv", "--json"),
         f"{tmp_path / 'held.csv'}: column 'y', row 2 (line 3): label 'w'",
-        "is not one of the model's classes ['x', 'y', 'z']",
+        "is not one of the model's 3 classes: 'x', 'y', 'z'",
     )
 
 
