@@ -87,6 +87,12 @@ def save_checkpoint(
     atomic_write(checkpoint_path(run), npz_bytes(arrays))
 
 
+def saved_data(run: Path) -> dict[str, str | None]:
+    """The sha256 of the data a checkpoint trained on (read alone, before arrays whose shapes depend on it)."""
+    path = checkpoint_path(run)
+    return _document(read_npz(path, required=[STATE], only=[STATE])[STATE], path).data
+
+
 def _allowed_arrays(network: Network, optimizer: Optimizer, rows: int) -> dict[str, tuple[int, ...] | None]:
     """Every array a checkpoint of this network may hold, with its shape."""
     shapes: dict[str, tuple[int, ...] | None] = {STATE: None, "permutation": (rows,)}

@@ -328,5 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_FAILED
     code = code if isinstance(code, int) else 0
     if argv is None:
+        # The outcome is decided and everything is saved: a Ctrl-C now (one of a storm) must not turn the exit
+        # into a kill by signal while the interpreter shuts down.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         sys.exit(code)
     return code

@@ -6,6 +6,7 @@ This is what `nnctl train` calls; the CLI only renders what it reports.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.checkpoint import checkpoint_path, load_checkpoint
+from nnctl.checkpoint import checkpoint_path, load_checkpoint, saved_data
 from nnctl.config import Config, load_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
 from nnctl.errors import ConfigError, DataError, DivergenceError, RunError
@@ -29,7 +30,15 @@ from nnctl.schema import shorten_list
 from nnctl.seeds import streams
 from nnctl.train import Callback, Trainer, TrainingState
 
-SAVE_EVERY_SECONDS = 10.0  # the run directory is kept current at least this often
+# The run directory is kept current at least this often (NNCTL_SAVE_EVERY overrides it: a slow disk, a test).
+SAVE_EVERY_SECONDS = 10.0
+
+
+def save_every() -> float:
+    try:
+        return float(os.environ.get("NNCTL_SAVE_EVERY", SAVE_EVERY_SECONDS))
+    except ValueError:
+        return SAVE_EVERY_SECONDS
 
 
 @dataclass
@@ -196,7 +205,7 @@ def _run(
     data = data_fingerprint(config)
     writer = RunWriter(directory, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng, data)
     trainer = Trainer(
-        setup.network, setup.optimizer, config.training, setup.shuffle_rng, callback, writer.save, SAVE_EVERY_SECONDS
+        setup.network, setup.optimizer, config.training, setup.shuffle_rng, callback, writer.save, save_every()
     )
     if signals is not None:
         signals.attach(trainer)
@@ -225,7 +234,11 @@ def _run(
 def preflight(config: Config, out: str | Path | None, force: bool) -> None:
     """Before loading data: `--out` into an existing run without --force, or into a file, is an error."""
     path = run_directory(config, out)
-    if path.exists() and not path.is_dir():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name longer than the file system allows
+        raise RunError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
+    if exists and not path.is_dir():
         raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
     if out is not None and not force and path.is_dir() and any(path.iterdir()):
         what = "a run already exists here" if is_run(path) else "the directory is not empty"
@@ -250,10 +263,9 @@ def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:
     config.name, config.output = saved.name, saved.output
     if not checkpoint_path(path).exists():
         raise RunError(f"{path}: cannot resume: no checkpoint in this directory")
+    _check_same_data(config, saved_data(path), path)
     batches = math.ceil(len(setup.train) / min(config.training.batch_size or len(setup.train), len(setup.train)))
-    args = (setup.optimizer, setup.network, setup.shuffle_rng, len(setup.train), batches)
-    state, data = load_checkpoint(path, *args)
-    _check_same_data(config, data, path)
+    state, _ = load_checkpoint(path, setup.optimizer, setup.network, setup.shuffle_rng, len(setup.train), batches)
     _check_resumable(config, state, path)
     return state
 

@@ -75,11 +75,12 @@ def read_npz(
     allowed: dict[str, tuple[int, ...] | None] | None = None,
     required: Collection[str] = (),
     described_by: str = "the run",
+    only: Collection[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Arrays of an .npz, checked member by member before reading; damage becomes a RunError naming the file.
 
     With `allowed` (name → shape, or None for any shape), no other member may be there and shapes must
-    match; every name in `required` must be there.
+    match; every name in `required` must be there. With `only`, just those members are read.
     """
     if not path.exists():
         raise RunError(f"{path}: file not found; the run directory is incomplete")
@@ -89,7 +90,7 @@ def read_npz(
         with zipfile.ZipFile(path) as archive:
             headers = {_member_name(info, path): _header(archive, info, path) for info in archive.infolist()}
             _check_members(headers, allowed, required, path, described_by)
-            return {name: _read_member(archive, name) for name in headers}
+            return {name: _read_member(archive, name) for name in headers if only is None or name in only}
     except NnctlError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, zlib.error) as exc:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from nnctl import __version__
 from nnctl.checkpoint import save_checkpoint
@@ -28,7 +28,7 @@ from nnctl.network import Network, build_modules, planned_arrays
 from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import Optimizer
 from nnctl.rundir import RunDirectory
-from nnctl.schema import Schema, describe, merge
+from nnctl.schema import Schema, describe, merge, shorten
 from nnctl.task import Task
 from nnctl.train import TrainingState
 from nnctl.yamlfile import dump_yaml, read_yaml
@@ -193,6 +193,15 @@ class ModelDescription(Schema):
     features: list[str]
     targets: list[str] = Field(min_length=1)
     classes: list[str | int]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ModelDescription:
+        for key in ("features", "targets", "classes"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                repeated = next(v for i, v in enumerate(values) if v in values[:i])
+                raise ValueError(f"{key}: lists {shorten(repeated)} twice")
+        return self
 
 
 class RunWriter:

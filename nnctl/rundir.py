@@ -71,10 +71,9 @@ class RunDirectory:
             return cls(base, None, _lock(_make(base, exist_ok=True), command))
         for n in range(1, 10_000):
             candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
-            if _is_empty(candidate):
-                return cls(candidate, None, _lock(candidate, command))
-            if not candidate.exists() and _claim_new(candidate):
-                return cls(candidate, None, _lock(candidate, command))
+            lock = _claim_unused(candidate, command)
+            if lock is not None:
+                return cls(candidate, None, lock)
         raise RunError(f"{base}: no free numbered run directory next to it")
 
     @classmethod
@@ -125,15 +124,20 @@ def _make(path: Path, exist_ok: bool) -> Path:
     return path
 
 
-def _claim_new(path: Path) -> bool:
-    """Create `path` if nobody has: False when another command made it first (mkdir is atomic)."""
+def _claim_unused(path: Path, command: str) -> IO[str] | None:
+    """The lock of `path` if it is (or can be made) an unused directory: whoever locks it first owns it, and
+    it must hold nothing but the lock then. None when it is taken (or another command just took it)."""
+    if path.exists() and not _is_empty(path) and set(os.listdir(path)) != {LOCK}:
+        return None
+    _make(path, exist_ok=True)
     try:
-        _make(path, exist_ok=False)
+        lock = _lock(path, command)
     except RunError:
-        if path.exists():
-            return False
-        raise
-    return True
+        return None  # another command holds it
+    if set(os.listdir(path)) != {LOCK}:  # used and released between our look and our lock
+        lock.close()
+        return None
+    return lock
 
 
 def _lock(path: Path, command: str) -> IO[str]:
