@@ -73,6 +73,8 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
         raise DataError(f"{what}: file not found: {path}")
     if is_dir:
         raise DataError(f"{what}: {path} is a directory, expected a CSV file")
+    if path.is_char_device() or path.is_block_device():  # /dev/zero would be read forever
+        raise DataError(f"{what}: {path} is a device, expected a CSV file")
     try:
         # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
         # Only empty cells are missing: "None", "NA" or "null" can be real class labels.

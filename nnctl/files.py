@@ -84,6 +84,8 @@ def read_npz(
     """
     if not path.exists():
         raise RunError(f"{path}: file not found; the run directory is incomplete")
+    if not path.is_file():
+        raise RunError(f"{path}: not a regular file")
     if not zipfile.is_zipfile(path):  # else np.load would take any other bytes for a pickle and say so
         raise RunError(f"{path}: truncated or corrupted: not a NumPy .npz archive")
     try:
@@ -152,6 +154,8 @@ def read_json(path: Path, max_bytes: int = 64 * 2**20) -> dict[str, Any]:
     """A JSON object from a file nnctl wrote; a missing, huge or damaged file is a RunError naming it."""
     if not path.exists():
         raise RunError(f"{path.parent}: not a complete run directory: {path.name} is missing")
+    if not path.is_file():
+        raise RunError(f"{path}: not a regular file")
     try:
         if path.stat().st_size > max_bytes:
             raise RunError(f"{path}: {path.stat().st_size:,} bytes; too large for the file nnctl writes there")

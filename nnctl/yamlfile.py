@@ -83,6 +83,8 @@ def parse_yaml(text: str) -> Any:
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a config file safely; errors name the file and line."""
     try:
+        if path.is_char_device() or path.is_block_device():
+            raise ConfigError(f"{path}: is a device, expected a YAML config file")
         if path.is_file() and path.stat().st_size > MAX_BYTES:
             raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config is a small YAML file")
         text = path.read_text(encoding="utf-8")

@@ -474,3 +474,35 @@ def test_two_thousand_classes_give_readable_output(work: Path, capsys: pytest.Ca
     frame.to_csv(work / "unseen.csv", index=False)
     code, _, err = run_cli(capsys, "eval", run, "unseen.csv")
     assert code == 2 and len(err) < 400 and "2,000 classes: 'c0000', 'c0001'" in err
+
+
+# ----------------------------------------------------------------------------- beyond the reported attacks
+
+
+@pytest.mark.parametrize("where", ["config", "data", "model.json", "model.npz"])
+def test_an_endless_device_is_refused_not_read_forever(
+    small_run: Path, work: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    if where == "config":
+        code, _, err = run_cli(capsys, "summary", "/dev/zero")
+    elif where == "data":
+        write_config(work / "dev.yaml", toy_config(data={"train": "/dev/zero", "target": "label"}))
+        code, _, err = run_cli(capsys, "summary", "dev.yaml")
+    else:
+        (small_run / where).unlink()
+        (small_run / where).symlink_to("/dev/zero")
+        code, _, err = run_cli(capsys, "eval", small_run, "valid.csv")
+    assert code == 2 and ("is a device" in err or "not a regular file" in err), err
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(small_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = small_run / "checkpoint" / "checkpoint.npz"
+    path.write_bytes(path.read_bytes()[:-100])
+    code, _, err = run_cli(capsys, "train", "--resume", small_run, "--set", "training.epochs=4")
+    assert code == 2 and "checkpoint.npz: truncated or corrupted" in err
+
+
+def test_a_symlinked_run_directory_loop_is_a_clear_error(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (work / "loop").symlink_to(work / "loop")
+    code, _, err = run_cli(capsys, "eval", work / "loop", "valid.csv")
+    assert code == 2 and "internal error" not in err
