@@ -273,6 +273,22 @@ def plot(
     out.print(f"wrote {path}", markup=False)
 
 
+@app.command()
+def init(
+    data: Annotated[Path, typer.Argument(metavar="DATA.csv", help="Your data: a CSV with a header line.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="The column to predict.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Config file to write (default: DATA's name, .yaml).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
+) -> None:
+    """Write a commented starter config for your CSV that trains as it is."""
+    from nnctl.init import write_starter
+
+    path = write_starter(data, target, output, force)
+    err.print(f"wrote {path}; train it with: nnctl train {shlex.quote(str(path))}", markup=False)
+
+
 def _command() -> str:
     """This process's command line, shortened (it names the holder of a run directory's lock)."""
     return shlex.join(["nnctl", *sys.argv[1:]])[:200]
