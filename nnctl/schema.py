@@ -27,10 +27,47 @@ class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
+# What users of other libraries write for nnctl's names (Keras, PyTorch, scikit-learn).
+SYNONYMS = {
+    "mse": "squared_error",
+    "mean_squared_error": "squared_error",
+    "l2": "squared_error",
+    "mae": "absolute_error",
+    "mean_absolute_error": "absolute_error",
+    "l1": "absolute_error",
+    "smooth_l1": "huber",
+    "bce": "log_loss",
+    "binary_crossentropy": "log_loss",
+    "binary_cross_entropy": "log_loss",
+    "categorical_crossentropy": "cross_entropy",
+    "crossentropy": "cross_entropy",
+    "nll": "cross_entropy",
+    "dense": "fully_connected",
+    "linear_layer": "fully_connected",
+    "fc": "fully_connected",
+    "sigmoid": "logistic",
+    "glorot": "xavier",
+    "glorot_uniform": "xavier",
+    "kaiming": "he",
+    "he_normal": "he",
+    "float": "float64",
+    "double": "float64",
+    "float16": "float32",
+}
+
+
 def suggest(word: Any, choices: Any) -> str:
-    """` (did you mean 'x'?)` for the closest choice, or nothing."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """` (did you mean 'x'?)` for the choice meant: the same name in other case, a synonym from another
+    library, or the closest spelling."""
+    options = [str(c) for c in choices]
+    text = str(word)
+    folded = {option.lower(): option for option in options}
+    key = text.lower().replace("-", "_").replace(" ", "_")
+    match = folded.get(key) or (SYNONYMS.get(key) if SYNONYMS.get(key) in options else None)
+    if match is None:
+        close = difflib.get_close_matches(text, options, n=1, cutoff=0.75)
+        match = close[0] if close else None
+    return f" (did you mean {match!r}?)" if match else ""
 
 
 def shorten(value: Any, limit: int = 80) -> str:
@@ -224,7 +261,8 @@ def describe(err: Any, model: type[BaseModel], raw: Any = None, touched: frozens
         if sep and re.fullmatch(r"[a-z_]+", field):  # "target: ..." raised by the section's own check
             return f"{key}.{field}: {rest}{source}" if key else message
         return f"{key}: {message}{source}" if key else message
-    return f"{key}: expected {_expected(kind, ctx, value, err['msg'])}, got {shorten(value)}{source}"
+    hint = suggest(value, re.findall(r"'([^']*)'", str(ctx.get("expected", "")))) if kind == "literal_error" else ""
+    return f"{key}: expected {_expected(kind, ctx, value, err['msg'])}, got {shorten(value)}{source}{hint}"
 
 
 def _unknown_tag(key: str, ctx: dict[str, Any], value: Any, source: str) -> str:
