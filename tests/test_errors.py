@@ -656,3 +656,40 @@ def test_subprocess_pickled_model(run: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert "holds a pickled object array; refused" in done.stderr and "Traceback" not in done.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "replace, words",
+    [
+        (
+            ("objective: cross_entropy", "objective: crossentropy"),
+            "unknown objective 'crossentropy' (did you mean 'cross_entropy'?)",
+        ),
+        (("objective: cross_entropy", "objective: mse"), "unknown objective 'mse' (did you mean 'squared_error'?)"),
+        (("- relu", "- Relu"), "unknown layer 'Relu' (did you mean 'relu'?)"),
+        (
+            ("- fully_connected: {units: 4}", "- dense: {units: 4}"),
+            "unknown layer 'dense' (did you mean 'fully_connected'?)",
+        ),
+        (("name: sgd", "name: SGD"), "unknown optimizer 'SGD' (did you mean 'sgd'?)"),
+        (("{units: 4}", "{units: 4, init: glorot}"), "got 'glorot' (did you mean 'xavier'?)"),
+    ],
+    ids=["spelling", "keras-name", "case", "other-library", "optimizer-case", "value"],
+)
+def test_did_you_mean_for_names_and_values(
+    work: Path, capsys: pytest.CaptureFixture[str], replace: tuple[str, str], words: str
+) -> None:
+    assert_error(run_cli(capsys, "summary", config(work, replace)), words)
+
+
+def test_every_kind_of_config_mistake_is_reported_in_one_round(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config(
+        work,
+        ("- relu", "- Relu"),
+        ("objective: cross_entropy", "objective: crossentropy"),
+        ("epochs: 2", "epochs: -1"),
+        ("data: {train: train.csv, target: y}", "data: {train: train.csv, target: y, tset: x}"),
+    )
+    err = assert_error(run_cli(capsys, "summary", path), "4 problems")
+    for words in ("layers[2]: unknown layer 'Relu'", "objective: unknown objective", "training.epochs", "data.tset"):
+        assert words in err
