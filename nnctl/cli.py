@@ -24,12 +24,25 @@ from nnctl import __version__
 from nnctl.errors import DivergenceError, NnctlError
 from nnctl.interrupt import Interrupted
 
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: real examples, kept as written (click's \\b stops it rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 app = typer.Typer(
     name="nnctl",
     help="Train small neural networks written in NumPy from YAML configs.",
-    add_completion=False,
+    epilog=(
+        "\b\nExit codes: 0 success; 1 the work failed (a gradient check, a diverging run);\n"
+        "2 a usage, config or data error; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).\n"
+        "Add --debug to any command to see the traceback of an internal error.\n"
+        "Reference: docs/reference.md"
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags shown as flags, fits narrow terminals
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -75,18 +88,32 @@ def _root(
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = None,
 ) -> None:
-    """Train, evaluate and inspect NumPy neural networks. Add --debug to any command for tracebacks."""
+    """Train, evaluate and inspect NumPy neural networks."""
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "nnctl train configs/iris.yaml",
+        "nnctl train configs/digits.yaml --set training.epochs=50 --out runs/digits-50",
+        "nnctl train --resume runs/digits",
+    )
+)
 def train(
     config: Annotated[
         Path | None, typer.Argument(metavar="CONFIG", help="YAML config file (with --resume: the run's own).")
     ] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set training.epochs=5.")] = [],  # noqa: B006
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default: OUTPUT/NAME).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory.")] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set training.epochs=5.")
+    ] = [],  # noqa: B006
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Run directory (default: OUTPUT/NAME).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the run there (never anything but an nnctl run).")
+    ] = False,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", metavar="RUN", help="Continue the run in this directory.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Train a network and write its run directory."""
@@ -117,7 +144,10 @@ def train(
         out.print(training_summary(result))
 
 
-@app.command("eval")
+@app.command(
+    "eval",
+    epilog=examples("nnctl eval runs/iris data/iris_test.csv", "nnctl eval runs/digits data/digits_test.csv --json"),
+)
 def evaluate(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     csv: Annotated[Path, typer.Argument(metavar="CSV", help="Labelled CSV to evaluate on.")],
@@ -153,11 +183,18 @@ def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
         )
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "nnctl predict runs/iris data/iris_test.csv -o predictions.csv",
+        "cat new.csv | nnctl predict runs/iris - > predictions.csv",
+    )
+)
 def predict(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     csv: Annotated[Path, typer.Argument(metavar="CSV", help="CSV with the model's feature columns.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this CSV (default: stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write to this CSV (default: stdout).")
+    ] = None,
 ) -> None:
     """Predictions for every row of a CSV."""
     import pandas as pd
@@ -185,12 +222,16 @@ def predict(
         err.print(f"wrote {len(frame)} predictions to {output}", markup=False)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "nnctl gradcheck", "nnctl gradcheck configs/iris.yaml --rows 4", "nnctl gradcheck configs/xor.yaml --json"
+    )
+)
 def gradcheck(
     config: Annotated[
         Path | None, typer.Argument(metavar="CONFIG", help="YAML config (default: every built-in module).")
     ] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
+    set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key.")] = [],  # noqa: B006
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows of training data to check on.")] = 8,
     eps: Annotated[float, typer.Option("--eps", min=1e-12, max=1.0, help="Finite-difference step h.")] = 1e-6,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -220,10 +261,10 @@ def gradcheck(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(epilog=examples("nnctl summary configs/iris.yaml", "nnctl summary configs/digits.yaml --json"))
 def summary(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
-    set_: Annotated[list[str], typer.Option("--set", help="Override a config key.")] = [],  # noqa: B006
+    set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key.")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
@@ -256,11 +297,11 @@ def summary(
     out.print(f"data: {len(setup.train)} training rows, {validation} validation rows, {n_features} features")
 
 
-@app.command()
+@app.command(epilog=examples("nnctl plot runs/iris", "nnctl plot runs/iris -o iris.pdf"))
 def plot(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="PNG file (default: RUN/learning_curves.png).")
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="PNG file (default: RUN/learning_curves.png).")
     ] = None,
 ) -> None:
     """Learning curves of a run as a PNG."""
@@ -273,12 +314,18 @@ def plot(
     out.print(f"wrote {path}", markup=False)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "nnctl init data/iris_train.csv --target species",
+        "nnctl init mydata.csv --target price -o price.yaml && nnctl train price.yaml",
+    )
+)
 def init(
     data: Annotated[Path, typer.Argument(metavar="DATA.csv", help="Your data: a CSV with a header line.")],
     target: Annotated[str, typer.Option("--target", "-t", help="The column to predict.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Config file to write (default: DATA's name, .yaml).")
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Config file to write (default: DATA's name, .yaml)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
 ) -> None:
