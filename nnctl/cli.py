@@ -115,6 +115,10 @@ def train(
         Path | None, typer.Option("--resume", metavar="RUN", help="Continue the run in this directory.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    log_every: Annotated[
+        int | None,
+        typer.Option("--log-every", min=1, metavar="N", help="Not on a terminal: a line every N epochs (~100 lines)."),
+    ] = None,
 ) -> None:
     """Train a network and write its run directory."""
     from nnctl.config import load_config
@@ -126,7 +130,7 @@ def train(
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG to train, or --resume RUN to continue a run")
     cfg = load_config(config if config is not None else Path(resume or ".") / "config.yaml", set_)
-    with TrainingDisplay(out, quiet) as display:
+    with TrainingDisplay(out, quiet, log_every) as display:
         try:
             result = train_run(
                 cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_command()
@@ -141,7 +145,8 @@ def train(
         err.print(f"resume with: {shlex.join(['nnctl', 'train', '--resume', str(result.path)])}", markup=False)
         raise typer.Exit(128 + (result.signal or signal.SIGINT))
     if not quiet:
-        out.print(training_summary(result))
+        out.print(training_summary(result, out.width))
+        out.print(f"saved to {result.path}", markup=False, soft_wrap=True)
 
 
 @app.command(
@@ -232,25 +237,30 @@ def gradcheck(
         Path | None, typer.Argument(metavar="CONFIG", help="YAML config (default: every built-in module).")
     ] = None,
     set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key.")] = [],  # noqa: B006
-    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows of training data to check on.")] = 8,
-    eps: Annotated[float, typer.Option("--eps", min=1e-12, max=1.0, help="Finite-difference step h.")] = 1e-6,
+    rows: Annotated[int | None, typer.Option("--rows", min=1, help="Rows of training data to check on (8).")] = None,
+    eps: Annotated[
+        float, typer.Option("--eps", min=1e-12, max=1.0, help="Finite-difference step h (central differences).")
+    ] = 1e-6,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Analytic gradients against central finite differences, in float64."""
     from nnctl import gradcheck as gc
     from nnctl.render import gradcheck_table
 
+    rows_given, rows = rows is not None, rows or 8
     if config is None:
         checks = gc.check_builtin(rows, eps)
     else:
         from nnctl.config import load_config
 
-        checks = gc.check_config(load_config(config, set_), rows, eps)
+        checks, used = gc.check_config(load_config(config, set_), rows, eps)
+        if rows_given and used < rows:
+            err.print(f"note: the training data has {used} rows; checked on all {used} (--rows {rows})", markup=False)
     passed = all(c.passed for c in checks)
     if as_json:
         _print_json({"passed": passed, "checks": [c.to_dict() for c in checks]})
     else:
-        out.print(gradcheck_table(checks))
+        out.print(gradcheck_table(checks, eps))
         failed = sum(not c.passed for c in checks)
         out.print(
             f"[green]all {len(checks)} checks passed[/]"

@@ -222,11 +222,13 @@ def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> lis
     return checks
 
 
-def check_config(config: Any, rows: int = 8, eps: float = DEFAULT_EPS) -> list[Check]:
-    """A config's network in float64 with its seed, input fitted on the training CSV, on its first rows."""
+def check_config(config: Any, rows: int = 8, eps: float = DEFAULT_EPS) -> tuple[list[Check], int]:
+    """A config's network in float64 with its seed, input fitted on the training CSV, on its first rows;
+    returns the checks and how many rows they used (fewer than asked when the data has fewer)."""
     from nnctl.experiment import set_up
 
     config.dtype = "float64"
     setup = set_up(config)
     exact_derivatives(setup.network)
-    return check_network(setup.network.eval(), setup.train.X[:rows], setup.train.Y[:rows], eps)
+    X, Y = setup.train.X[:rows], setup.train.Y[:rows]
+    return check_network(setup.network.eval(), X, Y, eps), len(X)

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -24,27 +25,39 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-class _StatusProgress(Progress):
-    """A progress bar with a status line under it (losses, metrics, samples/s)."""
+def fit_fields(fields: list[tuple[int, str]], width: int) -> Text:
+    """The status fields that fit in `width` columns, in their order: the least useful (highest rank number)
+    are dropped first, so a number is never cut to `0…`; a field wider than the terminal wraps."""
+    kept = list(fields)
+    while len(kept) > 1 and len("  ".join(text for _, text in kept)) > width:
+        kept.remove(max(kept, key=lambda field: field[0]))
+    return Text("  ".join(text for _, text in kept), overflow="fold")
 
-    status = ""
+
+class _StatusProgress(Progress):
+    """A progress bar with a status line under it (losses, metrics, samples/s), fitted to the terminal."""
+
+    fields: list[tuple[int, str]] = []
 
     def get_renderables(self) -> Any:
         yield self.make_tasks_table(self.tasks)
-        if self.status:
-            yield Text(self.status, no_wrap=True, overflow="ellipsis")
+        if self.fields:
+            yield fit_fields(self.fields, self.console.width)
 
 
 class TrainingDisplay(Callback):
-    """The trainer's callback: a live epoch bar on a terminal, one plain line per epoch elsewhere."""
+    """The trainer's callback: a live epoch bar on a terminal; elsewhere one plain line per `log_every`-th epoch
+    (by default about 100 lines a run), the last epoch, and the best one if it was not shown."""
 
-    def __init__(self, console: Console, quiet: bool = False) -> None:
+    def __init__(self, console: Console, quiet: bool = False, log_every: int | None = None) -> None:
         self.console = console
         self.quiet = quiet
         self.live = console.is_terminal and not quiet
+        self.log_every = log_every
         self.progress: _StatusProgress | None = None
         self.started = time.perf_counter()
         self.samples = 0
+        self.best_line = ""  # the best epoch's line, shown at the end if it was not
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -59,20 +72,21 @@ class TrainingDisplay(Callback):
 
     def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
         self.epochs, self.n_batches = epochs, n_batches
+        self.every = self.log_every or max(1, math.ceil(epochs / 100))
         self.started = time.perf_counter()
         self.samples = 0
         if not self.live:
             return
         self.progress = _StatusProgress(
             TextColumn("[bold]epoch"),
-            BarColumn(bar_width=40),
+            BarColumn(bar_width=None),
             MofNCompleteColumn(),
-            TextColumn("•"),
             TimeElapsedColumn(),
-            TextColumn("• eta"),
+            TextColumn("eta"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
+            expand=True,
         )
         self.task = self.progress.add_task("train", total=epochs, completed=state.epoch)
         self.progress.start()
@@ -86,23 +100,40 @@ class TrainingDisplay(Callback):
             return
         elapsed = time.perf_counter() - self.started
         self.samples += state.seen
-        rate = self.samples / elapsed if elapsed > 0 else 0.0
-        metric = next(k for k in record if k.startswith("train_") and k != "train_loss")
-        vmetric = "validation_" + metric[len("train_") :]
-        parts = [f"loss {_fmt(record['train_loss'])}"]
-        if record["validation_loss"] is not None:
-            parts.append(f"val_loss {_fmt(record['validation_loss'])}")
-        parts.append(f"{metric[len('train_') :]} {_fmt(record[metric])}")
-        if record[vmetric] is not None:
-            parts.append(f"val_{vmetric[len('validation_') :]} {_fmt(record[vmetric])}")
-        parts.append(f"{rate:,.0f} samples/s")
+        fields = self._fields(record, self.samples / elapsed if elapsed > 0 else 0.0)
+        epoch, done = record["epoch"], state.stop_reason is not None
         if self.progress is not None:
-            self.progress.status = "  ".join(parts)
-            self.progress.update(self.task, completed=record["epoch"])
-        else:
-            # Plain text, written as is: rich's rendering of this line cost as much as a small model's epoch.
-            self.console.file.write(f"epoch {record['epoch']}/{self.epochs}  " + "  ".join(parts) + "\n")
-            self.console.file.flush()
+            self.progress.fields = fields
+            # Stopped early: the bar ends full at the epoch reached, not at 181/200 with an eta.
+            total = epoch if done else self.epochs
+            self.progress.update(self.task, completed=epoch, total=total)
+            return
+        line = f"epoch {epoch}/{self.epochs}  " + "  ".join(text for _, text in fields)
+        shown = epoch % self.every == 0 or epoch == 1
+        if state.best_epoch == epoch:
+            self.best_line = "" if shown else line + "  (best)"
+        if done and self.best_line and state.best_epoch != epoch:
+            self._write(self.best_line)
+        if shown or done:
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        # Plain text, written as is: rich's rendering of this line cost as much as a small model's epoch.
+        self.console.file.write(line + "\n")
+        self.console.file.flush()
+
+    @staticmethod
+    def _fields(record: dict[str, Any], rate: float) -> list[tuple[int, str]]:
+        """(rank, text) of each status field; rank 1 is kept longest (validation loss), 5 dropped first."""
+        metric = next(k for k in record if k.startswith("train_") and k != "train_loss")[len("train_") :]
+        fields = [(2, f"loss {_fmt(record['train_loss'])}")]
+        if record["validation_loss"] is not None:
+            fields.append((1, f"val_loss {_fmt(record['validation_loss'])}"))
+        fields.append((4, f"{metric} {_fmt(record['train_' + metric])}"))
+        if record["validation_" + metric] is not None:
+            fields.append((3, f"val_{metric} {_fmt(record['validation_' + metric])}"))
+        fields.append((5, f"{rate:,.0f} samples/s"))
+        return fields
 
 
 STOP_REASONS = {
@@ -117,31 +148,33 @@ def _log(values: list[Any]) -> list[float]:
     return [math.log10(v) if v is not None and v > 0 else float("nan") for v in values]
 
 
-def training_summary(result: Any) -> Table:
-    """Best epoch, final metrics, stop reason, where the run was saved, and a loss sparkline."""
+def training_summary(result: Any, width: int = 80) -> Table:
+    """Why training stopped, the best epoch, the saved model's numbers, the time and loss sparklines, fitted
+    to `width` columns (the CLI says where the run was saved, once, on the line after it)."""
     history = result.history
-    table = Table(title=plain(f"run {result.path}"), show_header=False, title_justify="left")
-    table.add_column("key", style="bold")
-    table.add_column("value", overflow="fold")  # a long "saved to" path wraps; it is never cut to "…"
-    if history:
-        last = history[-1]
-        table.add_row("epochs", f"{result.epoch} ({STOP_REASONS.get(result.status, result.status)})")
-        if result.best_epoch:
-            best = history[result.best_epoch - 1]
-            watched = "validation_loss" if best["validation_loss"] is not None else "train_loss"
-            restored = ", weights restored" if result.restored_best else ""
-            table.add_row("best epoch", f"{result.best_epoch} ({watched} {_fmt(best[watched])}{restored})")
-        # The saved model's own numbers: the restored best epoch after early stopping, else the last.
-        kept = history[result.best_epoch - 1] if result.restored_best else last
-        for key, value in kept.items():
-            if key not in ("epoch", "learning_rate", "seconds") and value is not None:
-                table.add_row(f"model {key}", _fmt(value))
-        seconds = sum(r["seconds"] for r in history)
-        table.add_row("training time", f"{seconds:.2f} s")
-        table.add_row("train loss (log)", sparkline(_log([r["train_loss"] for r in history])))
-        if any(r["validation_loss"] is not None for r in history):
-            table.add_row("validation loss (log)", sparkline(_log([r["validation_loss"] for r in history])))
-    table.add_row("saved to", plain(result.path))
+    table = Table(show_header=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    if not history:
+        return table
+    table.add_row("epochs", f"{result.epoch} ({STOP_REASONS.get(result.status, result.status)})")
+    if result.best_epoch:
+        best = history[result.best_epoch - 1]
+        watched = "validation_loss" if best["validation_loss"] is not None else "train_loss"
+        restored = ", weights restored" if result.restored_best else ""
+        table.add_row("best epoch", f"{result.best_epoch} ({watched} {_fmt(best[watched])}{restored})")
+    # The saved model's own numbers: the restored best epoch after early stopping, else the last. The train
+    # columns are means over the epoch's batches while the weights changed (as Keras reports them).
+    kept = history[result.best_epoch - 1] if result.restored_best else history[-1]
+    for key, value in kept.items():
+        if key not in ("epoch", "learning_rate", "seconds") and value is not None:
+            label = f"{key} (epoch mean)" if key.startswith("train_") else key
+            table.add_row(label, _fmt(value))
+    table.add_row("training time", f"{sum(r['seconds'] for r in history):.2f} s")
+    spark = max(10, min(40, width - len("validation loss (log)") - 7))
+    table.add_row("train loss (log)", sparkline(_log([r["train_loss"] for r in history]), spark))
+    if any(r["validation_loss"] is not None for r in history):
+        table.add_row("validation loss (log)", sparkline(_log([r["validation_loss"] for r in history]), spark))
     return table
 
 
@@ -217,20 +250,30 @@ def _top_confusions(classes: list[Any], matrix: np.ndarray, count: int = 10) -> 
     return table
 
 
-def gradcheck_table(checks: list[Any]) -> Table:
-    table = Table(title="gradient check (central differences, float64, ε = 0)", title_justify="left")
-    for col in ("module", "parameter", "shape", "max abs error", "max rel error", "result"):
-        table.add_column(col, justify="right" if "error" in col else "left")
+def gradcheck_table(checks: list[Any], step: float) -> Table:
+    """One row per checked array; numbers are never cut (they do not wrap), names wrap whole if they must."""
+    title = f"gradient check: central differences, h = {step:g}, float64"
+    caption = "ε = 0 (exact derivatives); δ = ∂J/∂(module input)"
+    table = Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    longest = max((len(word) for c in checks for word in c.module.split()), default=6)
+    table.add_column("module", min_width=min(longest, 24), overflow="fold")
+    table.add_column("array", overflow="fold")
+    shape = max((len("×".join(map(str, c.shape))) for c in checks), default=5)
+    for col, width in (("shape", shape), ("abs err", 8), ("rel err", 8), ("ok", 2)):
+        table.add_column(col, justify="right" if col.endswith("err") else "left", no_wrap=True, min_width=width)
     for c in checks:
-        result = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
-        table.add_row(
-            c.module,
-            c.parameter,
-            "×".join(map(str, c.shape)),
-            f"{c.max_abs_error:.2e}",
-            f"{c.max_rel_error:.2e}",
-            result,
-        )
+        result = Text("✓", style="green") if c.passed else Text("✗", style="bold red")
+        array = "δ" if c.parameter.startswith("δ") else c.parameter.split(" ")[0]  # "gradient() (N, K, K)" → gradient()
+        errors = (f"{c.max_abs_error:.2e}", f"{c.max_rel_error:.2e}")
+        table.add_row(plain(c.module), plain(array), "×".join(map(str, c.shape)), *errors, result)
     return table
 
 

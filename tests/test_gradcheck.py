@@ -119,7 +119,7 @@ def test_builtin_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "gradient check" in out and "softmax" in out and "rel" in out
     count = len(gc.check_builtin(3))
     assert f"all {count} checks passed" in out
-    assert "FAIL" not in out
+    assert "✗" not in out
 
 
 def test_builtin_rows_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,7 +233,7 @@ def test_cli_catches_a_registered_broken_layer(
 
     code, out, _ = run_cli(capsys, "gradcheck", configs["broken"])
     assert code == 1
-    assert "FAIL" in out and "5 of 9 checks failed" in " ".join(out.split())
+    assert "✗" in out and "5 of 9 checks failed" in " ".join(out.split())
 
 
 def test_cli_catches_a_dropped_bias_gradient(

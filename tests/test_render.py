@@ -1,0 +1,99 @@
+"""What a terminal shows, at 60 and 200 columns: nothing a user needs is cut, and logs stay short."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import run_cli, toy_config, write_config, write_csv
+from rich.console import Console
+
+from nnctl import gradcheck as gc
+from nnctl.experiment import TrainResult
+from nnctl.render import TrainingDisplay, fit_fields, gradcheck_table, training_summary
+from nnctl.train import TrainingState
+
+WIDTHS = [60, 200]
+NUMBER = re.compile(r"\d\.\d\de[-+]\d\d")
+
+
+def rendered(renderable: Any, width: int) -> str:
+    console = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def record(epoch: int) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "train_loss": 0.123456,
+        "validation_loss": 0.0987654,
+        "train_accuracy": 0.987654,
+        "validation_accuracy": 0.9123456,
+        "learning_rate": 0.01,
+        "seconds": 0.01,
+    }
+
+
+@pytest.mark.parametrize("width", [20, 40, 60, 200])
+def test_the_status_line_drops_fields_instead_of_cutting_numbers(width: int) -> None:
+    fields = TrainingDisplay._fields(record(3), 123456.0)
+    text = fit_fields(fields, width).plain
+    assert "…" not in text and len(text) <= max(width, len("val_loss 0.09877"))
+    assert "val_loss 0.09877" in text  # the most useful field is always there
+    if width >= 200:
+        assert "samples/s" in text and "accuracy 0.9877" in text
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_gradcheck_shows_full_exponents_and_whole_module_names(width: int) -> None:
+    checks = gc.check_builtin(4, 1e-6)
+    out = rendered(gradcheck_table(checks, 1e-6), width)
+    assert all(len(line) <= width for line in out.splitlines())
+    assert "…" not in out
+    assert len(NUMBER.findall(out)) == 2 * len(checks)  # every error, whole
+    for name in ("fully_connected", "softmax", "cross_entropy"):
+        assert name in out
+    assert "h = 1e-06" in out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_training_summary_fits(width: int) -> None:
+    history = [record(e) for e in range(1, 301)]
+    result = TrainResult(Path("runs/a-rather-long-name/for-a-run"), "early_stopping", 300, 0, 250, history, True)
+    out = rendered(training_summary(result, width), width)
+    assert all(len(line) <= width for line in out.splitlines())
+    sparks = [line for line in out.splitlines() if "loss (log)" in line]
+    assert len(sparks) == 2  # one line each: the sparkline fits beside its label
+    assert "(epoch mean)" in out and "weights restored" in out
+
+
+def test_a_log_has_about_a_hundred_lines_plus_the_best_and_the_last() -> None:
+    file = io.StringIO()
+    display = TrainingDisplay(Console(file=file, width=100), quiet=False)
+    state = TrainingState(seen=10)
+    display.on_train_begin(state, 1000, 4)
+    for epoch in range(1, 738):
+        state.best_epoch = min(epoch, 555)
+        state.stop_reason = "early_stopping" if epoch == 737 else None
+        display.on_epoch_end(record(epoch), state)
+    lines = file.getvalue().splitlines()
+    assert len(lines) <= 100
+    assert lines[0].startswith("epoch 1/1000") and lines[-1].startswith("epoch 737/1000")
+    assert lines[-2].startswith("epoch 555/1000") and lines[-2].endswith("(best)")
+    assert [int(line.split()[1].split("/")[0]) for line in lines[1:-2]] == list(range(10, 737, 10))
+
+
+def test_log_every_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_csv(tmp_path / "train.csv", 40, seed=1)
+    write_csv(tmp_path / "valid.csv", 20, seed=2)
+    config = write_config(tmp_path / "c.yaml", toy_config(training={"epochs": 30, "batch_size": 8}))
+    code, out, _ = run_cli(capsys, "train", config, "--out", tmp_path / "r", "--log-every", "10")
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    regular = [line.split()[1] for line in lines if not line.endswith("(best)")]
+    assert regular == ["1/30", "10/30", "20/30", "30/30"] and len(lines) <= 5
+    assert out.rstrip().splitlines()[-1] == f"saved to {tmp_path / 'r'}"
