@@ -171,7 +171,8 @@ def training_summary(result: Any, width: int = 80) -> Table:
             label = f"{key} (epoch mean)" if key.startswith("train_") else key
             table.add_row(label, _fmt(value))
     table.add_row("training time", f"{sum(r['seconds'] for r in history):.2f} s")
-    spark = max(10, min(40, width - len("validation loss (log)") - 7))
+    longest = max(len(str(label)) for label in table.columns[0].cells)
+    spark = max(10, min(40, width - max(longest, len("validation loss (log)")) - 7))
     table.add_row("train loss (log)", sparkline(_log([r["train_loss"] for r in history]), spark))
     if any(r["validation_loss"] is not None for r in history):
         table.add_row("validation loss (log)", sparkline(_log([r["validation_loss"] for r in history]), spark))
