@@ -377,7 +377,7 @@ def export(
     ] = None,
     format_: Annotated[str, typer.Option("--format", metavar="FORMAT", help="File format: onnx.")] = "onnx",
 ) -> None:
-    """The trained model as an ONNX file (needs pip install "nnctl[onnx]")."""
+    """The trained model as an ONNX file, for onnxruntime and other runtimes (needs the onnx extra)."""
     from nnctl.run import load_run
 
     if format_ != "onnx":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -355,6 +356,15 @@ class _Column:
         return min(natural, PARAM_WIDTH) if self.param else natural
 
 
+def _paths(values: list[Any]) -> list[str] | None:
+    """Absolute file paths (data.train) relative to their common folder, so the file names show; else None."""
+    present = [v for v in values if v is not None]
+    if not present or not all(isinstance(v, str) and os.path.isabs(v) for v in present):
+        return None
+    common = os.path.commonpath([os.path.dirname(v) for v in present])
+    return [os.path.relpath(v, common) if v is not None else "–" for v in values]
+
+
 def _run_columns(rows: list[dict[str, Any]], keys: list[str], short: dict[str, str]) -> list[_Column]:
     """The columns of `nnctl runs` in display order: the results and what differs first, then time and date."""
     metrics = [k for k in dict.fromkeys(k for row in rows for k in row) if k.startswith("validation_")]
@@ -364,7 +374,8 @@ def _run_columns(rows: list[dict[str, Any]], keys: list[str], short: dict[str, s
     spec += [(m, "val_" + m[len("validation_") :], 2 if m == "validation_loss" else 3) for m in metrics]
     columns += [_Column(k, h, [_cell(row.get(k)) for row in rows], p) for k, h, p in spec]
     for i, key in enumerate(keys):
-        columns.append(_Column(key, short[key], [_cell(row["params"].get(key)) for row in rows], 10 + i, param=True))
+        cells = _paths([row["params"].get(key) for row in rows]) or [_cell(row["params"].get(key)) for row in rows]
+        columns.append(_Column(key, short[key], cells, 10 + i, param=True))
     columns.append(_Column("seconds", "seconds", [_cell(row.get("seconds")) for row in rows], 1002))
     columns.append(_Column("created", "created", [_when(row.get("created")) for row in rows], 1003))
     return columns
@@ -378,10 +389,13 @@ def runs_table(
     columns = _run_columns(rows, keys, short)
     chosen: set[str] = set()
     used = -2  # two spaces between columns, none at the edges
+    full = False  # config keys are shown in order: once one does not fit, neither do the ones after it
     for column in sorted(columns, key=lambda c: c.priority):
-        if used + column.width + 2 <= width or not chosen:
+        fits = used + column.width + 2 <= width or not chosen
+        if fits and not (column.param and full):
             chosen.add(column.key)
             used += column.width + 2
+        full = full or (column.param and not fits)
     table = Table(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
     )

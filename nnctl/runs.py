@@ -201,7 +201,7 @@ def list_runs(root: Path) -> tuple[list[RunRecord], list[str]]:
     """Every readable run under `root` and one warning per run that could not be read."""
     root = Path(root)
     if not root.is_dir():
-        raise RunError(f"{root}: directory not found")
+        raise RunError(f"{root}: directory not found (nnctl runs DIR lists the runs under DIR)")
     records, warnings = [], []
     for path in find_runs(root):
         relative = path.relative_to(root).as_posix()
@@ -216,9 +216,20 @@ def all_keys(records: list[RunRecord]) -> set[str]:
     return {key for r in records for key in r.config}
 
 
+def within_experiments(keys: list[str], records: list[RunRecord]) -> list[str]:
+    """`keys` with those that differ between runs of one config `name` (a learning rate tried on iris) before
+    those that only tell experiments apart (iris's data from digits'): the former are what a comparison is for."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(json.dumps(r.config.get("name"), default=str), []).append(r.config)
+    varied = {k for group in groups.values() if len(group) > 1 for k in differing_keys(group)}
+    return [k for k in keys if k in varied] + [k for k in keys if k not in varied]
+
+
 def table_rows(records: list[RunRecord]) -> tuple[list[dict[str, Any]], list[str]]:
-    """One `nnctl runs` row per run (its params: only the config keys that differ) and those keys."""
-    keys = differing_keys([r.config for r in records]) if len(records) > 1 else []
+    """One `nnctl runs` row per run (its params: only the config keys that differ) and those keys, the ones that
+    differ within an experiment first."""
+    keys = within_experiments(differing_keys([r.config for r in records]), records) if len(records) > 1 else []
     rows = []
     for r in records:
         row = {"run": r.name, "path": str(r.path)} | r.metrics | {"created": r.created}

@@ -269,3 +269,22 @@ def test_without_onnx_export_names_the_install_command(iris_run: Path, tmp_path:
     assert done.returncode == 2, done.stderr
     assert 'pip install "nnctl[onnx]"' in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README.md's onnxruntime example, as written, from a project directory holding runs/iris."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using an exported model") :]
+    code = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
+    assert len([line for line in code.splitlines() if line.strip()]) == 5
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    config = nnctl.load_config(ROOT / "configs" / "iris.yaml", ["training.epochs=5"])
+    run_cli_plain("export", train(config, out="runs/iris").path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (the project's own README)
+    expected = load_run("runs/iris").predict(pd.read_csv("data/iris_test.csv"))
+    assert namespace["labels"].tolist() == expected["prediction"].tolist()
+    assert_close(namespace["probabilities"], expected.filter(like="prob_").to_numpy(), "README example")

@@ -264,3 +264,25 @@ def test_plot_several_runs_writes_one_png(
     assert (tmp_path / "learning_curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     code, _, err = run_cli(capsys, "plot", tree / "runs" / "a", tree / "runs" / "notes", "-o", tmp_path / "x.png")
     assert code == 2 and "not a run directory" in err and not (tmp_path / "x.png").exists()
+
+
+def test_keys_that_differ_within_an_experiment_come_first(tmp_path: Path) -> None:
+    from nnctl.runs import RunRecord, within_experiments
+
+    def record(name: str, lr: float, data: str) -> RunRecord:
+        return RunRecord(tmp_path, name, {}, {"name": name, "data.train": data, "optimizer.learning_rate": lr})
+
+    records = [record("iris", 0.1, "/d/iris.csv"), record("iris", 0.2, "/d/iris.csv"), record("xor", 0.1, "/d/x.csv")]
+    keys = differing_keys([r.config for r in records])
+    assert keys == ["name", "data.train", "optimizer.learning_rate"]
+    assert within_experiments(keys, records) == ["optimizer.learning_rate", "name", "data.train"]
+
+
+def test_runs_table_shows_file_names_of_paths(tree: Path) -> None:
+    records, _ = list_records(tree / "runs")
+    rows, keys = table_rows(records)
+    table, _ = runs_table(rows, keys, short_names(keys), "title", 250)
+    console = Console(width=250, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(table)
+    text = console.export_text()
+    assert "other.csv" in text and "train.csv" in text and str(tree) not in text
