@@ -397,7 +397,12 @@ def runs_table(
             used += column.width + 2
         full = full or (column.param and not fits)
     table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
+        title=Text(title),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
     shown = [c for c in columns if c.key in chosen]
     for column in shown:
@@ -405,7 +410,7 @@ def runs_table(
             _is_number(c) for c in column.cells if c != "–"
         )
         table.add_column(
-            column.header,
+            Text(column.header),
             justify="right" if numeric else "left",
             no_wrap=not column.param,
             overflow="fold",
@@ -413,9 +418,9 @@ def runs_table(
         )
     colours = {"finished": "green", "interrupted": "yellow", "diverged": "red", "training": "cyan"}
     for i, row in enumerate(rows):
-        texts = [c.cells[i] for c in shown]
+        texts = [Text(c.cells[i]) for c in shown]  # Text: a run named `[x]` is not markup
         if "status" in chosen:
-            texts[1] = f"[{colours.get(row['status'], 'white')}]{row['status']}[/]"
+            texts[1].stylize(colours.get(row["status"], "white"))
         table.add_row(*texts)
     return table, [c.key for c in columns if c.key not in chosen]
 
@@ -426,14 +431,14 @@ def diff_tables(diff: dict[str, Any]) -> list[Any]:
     config = Table(title="config keys that differ", title_justify="left")
     config.add_column("key", no_wrap=True)
     for column in (f"A: {a}", f"B: {b}"):
-        config.add_column(column, overflow="fold")
+        config.add_column(Text(column), overflow="fold")
     for row in diff["config"]:
-        config.add_row(row["key"], _cell(row["a"]), _cell(row["b"]))
+        config.add_row(Text(row["key"]), Text(_cell(row["a"])), Text(_cell(row["b"])))
     metrics = Table(title="at the best epoch", title_justify="left")
     for column in ("metric", "A", "B"):
         metrics.add_column(column, justify="left" if column == "metric" else "right")
     for name, pair in diff["metrics"].items():
-        metrics.add_row(name, _cell(pair["a"]), _cell(pair["b"]))
+        metrics.add_row(Text(name), Text(_cell(pair["a"])), Text(_cell(pair["b"])))
     out: list[Any] = [config if diff["config"] else Text("config: identical")]
     out.append(metrics)
     out.append(Text(_data_line(diff)))
