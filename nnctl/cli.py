@@ -427,7 +427,7 @@ def runs_(
     elif not rows:
         err.print(f"no runs under {directory} (a run is a directory with a model.json)", markup=False)
     else:
-        from nnctl.render import runs_table  # (the training display's imports: only when a table is drawn)
+        from nnctl.render_runs import runs_table
 
         table, hidden = runs_table(rows, keys, short, f"{len(rows)} run(s) under {directory}", out.width)
         out.print(table)
@@ -443,7 +443,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Two runs side by side: the config keys that differ, best-epoch metrics, and whether the data were the same."""
-    from nnctl.render import diff_tables
+    from nnctl.render_runs import diff_tables
     from nnctl.runs import diff_runs
 
     result = diff_runs(run_a, run_b)

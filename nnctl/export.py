@@ -19,8 +19,9 @@ import numpy as np
 
 from nnctl import __version__
 from nnctl.errors import NnctlError, RunError
+from nnctl.files import write_output
 from nnctl.layers import Input, Module
-from nnctl.run import Run, atomic_write
+from nnctl.run import Run
 from nnctl.task import THRESHOLD
 
 try:  # the optional extra: `nnctl export` says how to install it
@@ -202,7 +203,7 @@ def export_run(run: Run, path: Path) -> dict[str, Any]:
     """Write the run's ONNX model to `path` (atomically); returns its opset, inputs and outputs (name → [type, shape])
     for the command's message."""
     model = to_onnx(run)
-    atomic_write(Path(path), model.SerializeToString())
+    write_output(Path(path), model.SerializeToString(), "ONNX model")
     return {"opset": OPSET, "inputs": _signature(model.graph.input), "outputs": _signature(model.graph.output)}
 
 

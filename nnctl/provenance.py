@@ -90,6 +90,6 @@ def is_training_file(meta: dict[str, Any], path: str | Path) -> bool:
         size = Path(path).stat().st_size
         if isinstance(train.get("bytes"), int) and size != train["bytes"]:
             return False
-        return file_sha256(path) == train["sha256"]
+        return file_sha256(Path(path)) == train["sha256"]
     except OSError:
         return False

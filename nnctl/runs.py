@@ -26,6 +26,7 @@ MODEL_JSON, CONFIG_YAML, HISTORY_CSV = "model.json", "config.yaml", "history.csv
 SKIP_DIRS = {"checkpoint", "__pycache__"}  # never hold runs; hidden directories are skipped too
 FINISHED = {"epochs", "early_stopping", "tolerance"}  # model.json `status` values of a run that ended normally
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10× faster on many configs
+DATA_FILES = ("train", "validation", "test")  # config.yaml's `data` keys that name files
 
 
 @dataclass
@@ -120,10 +121,16 @@ def read_run(path: Path, name: str | None = None) -> RunRecord:
 
 
 def _read_config(path: Path) -> Any:
+    """config.yaml, its data files as absolute paths (it stores them relative to the run directory)."""
     try:
-        return yaml.load((path / CONFIG_YAML).read_text(encoding="utf-8"), Loader=LOADER)  # noqa: S506 (safe)
+        config = yaml.load((path / CONFIG_YAML).read_text(encoding="utf-8"), Loader=LOADER)  # noqa: S506 (safe)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}  # the model and history still say a lot
+    data = config.get("data") if isinstance(config, dict) else None
+    for key in DATA_FILES:
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            data[key] = os.path.normpath(os.path.join(os.path.abspath(path), data[key]))
+    return config
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from rich.console import Console
 import nnctl
 from nnctl.errors import DivergenceError
 from nnctl.experiment import train
-from nnctl.render import runs_table
+from nnctl.render_runs import runs_table
 from nnctl.runs import differing_keys, flatten, short_names, table_rows
 from nnctl.runs import list_runs as list_records
 
