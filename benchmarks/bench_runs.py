@@ -5,8 +5,9 @@ rate, hidden width and seed varied (half of them under `sweep/trials/NNNN`, as a
 `nnctl runs DIR` and `nnctl runs DIR --json` then run `--repeats` times in fresh processes; the table shows
 the median and the fastest wall time, and the same for `nnctl --version` (the start-up floor).
 
-    python benchmarks/bench_runs.py                 # 200 runs, 7 repeats
-    python benchmarks/bench_runs.py --runs 20 --repeats 3 --keep /tmp/runs
+    python benchmarks/bench_runs.py                 # 200 runs, 11 repeats
+    python benchmarks/bench_runs.py --quick         # 20 runs, 3 repeats
+    python benchmarks/bench_runs.py --runs 500 --keep /tmp/runs
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ def wall_times(command: list[str], repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--quick", action="store_true", help="20 runs, 3 repeats (a smoke run)")
     parser.add_argument("--keep", type=Path, help="make the runs in this directory and keep them")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.repeats = 20, 3
     folder = args.keep or Path(tempfile.mkdtemp(prefix="nnctl-bench-runs-"))
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -122,17 +122,17 @@ def comparison_figure(plt: Any, runs: list[Path]) -> Any:
     records = [read_run(Path(r), name) for r, name in zip(runs, _names(runs), strict=True)]
     histories = [read_history(r.path) for r in records]
     metrics = list(dict.fromkeys(m for h in histories if (m := _metric(h)) is not None))
-    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(13 if metrics else 7, 4.8), squeeze=False)
+    panels = ["loss", *metrics]  # one panel per metric: accuracy and RMSE never share an axis
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.5 + 5.5 * len(panels), 4.8), squeeze=False)
     colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20" if len(runs) <= 20 else "viridis")
-    panels = [("loss", "train_loss", "validation_loss")]
-    if metrics:
-        panels.append(("/".join(metrics), f"train_{metrics[0]}", f"validation_{metrics[0]}"))
     for i, (record, history, label) in enumerate(zip(records, histories, iter_labels(records), strict=True)):
         colour = colours(i % 20 if len(runs) <= 20 else i / max(len(runs) - 1, 1))
-        for ax, (_, train_col, val_col) in zip(axes[0], panels, strict=False):
-            train_col, val_col = _own_metric(history, train_col), _own_metric(history, val_col)
-            _curves(ax, history, train_col, val_col, colour, label if ax is axes[0][0] else None, record.best_epoch)
-    for ax, (title, _, _) in zip(axes[0], panels, strict=False):
+        _curves(axes[0][0], history, "train_loss", "validation_loss", colour, label, record.best_epoch)
+        metric = _metric(history)
+        if metric is not None:
+            ax = axes[0][panels.index(metric)]
+            _curves(ax, history, f"train_{metric}", f"validation_{metric}", colour, None, record.best_epoch)
+    for ax, title in zip(axes[0], panels, strict=True):
         ax.set(xlabel="epoch", ylabel=title, title=title)
     losses = np.concatenate([h[["train_loss", "validation_loss"]].to_numpy(dtype=float).ravel() for h in histories])
     if (losses[~np.isnan(losses)] > 0).all():
@@ -157,15 +157,6 @@ def _names(runs: list[Path]) -> list[str]:
 
 def _metric(history: pd.DataFrame) -> str | None:
     return next((c[len("train_") :] for c in history.columns if c.startswith("train_") and c != "train_loss"), None)
-
-
-def _own_metric(history: pd.DataFrame, column: str) -> str:
-    """The run's own metric column when it has another one than the panel's (accuracy next to rmse)."""
-    if column in history.columns or column.endswith("_loss"):
-        return column
-    side = column.split("_", 1)[0]
-    metric = _metric(history)
-    return f"{side}_{metric}" if metric else column
 
 
 def _curves(

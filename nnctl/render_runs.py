@@ -133,23 +133,25 @@ def runs_table(
 
 
 def diff_tables(diff: dict[str, Any]) -> list[Any]:
-    """`nnctl diff`: the config keys that differ, the metrics side by side, and a line about the data."""
-    a, b = diff["a"], diff["b"]
-    config = Table(title="config keys that differ", title_justify="left")
-    config.add_column("key", no_wrap=True)
-    for column in (f"A: {a}", f"B: {b}"):
-        config.add_column(Text(column), overflow="fold")
-    for row in diff["config"]:
-        config.add_row(Text(row["key"]), Text(_cell(row["a"])), Text(_cell(row["b"])))
+    """`nnctl diff`: which run is A and which B, the config keys that differ, the metrics side by side, and
+    whether the data were the same."""
+    out: list[Any] = [Text(f"A: {diff['a']}\nB: {diff['b']}")]
+    if diff["config"]:
+        config = Table(title="config keys that differ", title_justify="left")
+        config.add_column("key", no_wrap=True)
+        for column in ("A", "B"):
+            config.add_column(column, overflow="fold")
+        for row in diff["config"]:
+            config.add_row(Text(row["key"]), Text(_cell(row["a"])), Text(_cell(row["b"])))
+        out.append(config)
+    else:
+        out.append(Text("config: identical"))
     metrics = Table(title="at the best epoch", title_justify="left")
     for column in ("metric", "A", "B"):
         metrics.add_column(column, justify="left" if column == "metric" else "right")
     for name, pair in diff["metrics"].items():
         metrics.add_row(Text(name), Text(_cell(pair["a"])), Text(_cell(pair["b"])))
-    out: list[Any] = [config if diff["config"] else Text("config: identical")]
-    out.append(metrics)
-    out.append(Text(_data_line(diff)))
-    return out
+    return [*out, metrics, Text(_data_line(diff))]
 
 
 def _data_line(diff: dict[str, Any]) -> str:

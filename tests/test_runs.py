@@ -196,6 +196,7 @@ def test_diff_text(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "diff", tree / "runs" / "a", tree / "runs" / "b")
     text = " ".join(out.split())
     assert code == 0
+    assert f"A: {tree / 'runs' / 'a'} B: {tree / 'runs' / 'b'}" in text
     assert "optimizer.learning_rate │ 0.05 │ 0.2" in text
     assert "validation_loss" in text and "data: the same files (training sha256" in text
     code, out, _ = run_cli(capsys, "diff", tree / "runs" / "a", tree / "runs" / "a")
@@ -286,3 +287,22 @@ def test_runs_table_shows_file_names_of_paths(tree: Path) -> None:
     console.print(table)
     text = console.export_text()
     assert "other.csv" in text and "train.csv" in text and str(tree) not in text
+
+
+def test_plot_gives_each_metric_its_own_panel(tree: Path, tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from nnctl.plot import comparison_figure
+
+    write_csv(tmp_path / "reg.csv", 30, seed=0, task="regression")
+    config = {
+        "data": {"train": "reg.csv", "target": "y"},
+        "layers": [{"input": {}}, {"fully_connected": {"units": 1}}, "linear"],
+        "objective": "squared_error",
+        "training": {"epochs": 3},
+    }
+    regression = train(nnctl.load_config(write_config(tmp_path / "reg.yaml", config)), out=tmp_path / "reg").path
+    fig = comparison_figure(plt, [tree / "runs" / "a", regression])
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "rmse"]
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2 + 1 + 1 + 1, 2 + 1, 1 + 1]  # curves and stars per run
+    plt.close(fig)
