@@ -3,7 +3,8 @@
 The runs are real: each is `nnctl.experiment.train` on a 40-row CSV for a few epochs, with the learning
 rate, hidden width and seed varied (half of them under `sweep/trials/NNNN`, as a sweep lays them out).
 `nnctl runs DIR` and `nnctl runs DIR --json` then run `--repeats` times in fresh processes; the table shows
-the median and the fastest wall time, and the same for `nnctl --version` (the start-up floor).
+the median and fastest wall time and the median CPU time (user + system: what a busy machine does not
+inflate), and the same for `nnctl --version` (the start-up floor).
 
     python benchmarks/bench_runs.py                 # 200 runs, 11 repeats
     python benchmarks/bench_runs.py --quick         # 20 runs, 3 repeats
@@ -13,6 +14,8 @@ the median and the fastest wall time, and the same for `nnctl --version` (the st
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -61,13 +64,17 @@ def make_runs(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def wall_times(command: list[str], repeats: int) -> list[float]:
-    times = []
+def timings(command: list[str], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall times and CPU times (user + system of the child process) of `repeats` fresh runs of `command`."""
+    walls, cpus = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - started)
-    return times
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return walls, cpus
 
 
 def main() -> None:
@@ -86,11 +93,12 @@ def main() -> None:
     print(f"made {args.runs} runs in {time.perf_counter() - started:.1f} s under {folder / 'runs'}\n")
     nnctl = shutil.which("nnctl") or "nnctl"
     runs = str(folder / "runs")
-    print("| command | median s | fastest s |\n|---|---:|---:|")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
+    print("| command | median wall s | fastest wall s | median CPU s |\n|---|---:|---:|---:|")
     for command in ([nnctl, "--version"], [nnctl, "runs", runs], [nnctl, "runs", runs, "--json"]):
-        times = wall_times(command, args.repeats)
+        walls, cpus = timings(command, args.repeats)
         shown = " ".join(["nnctl", *command[1:]]).replace(runs, f"<{args.runs} runs>")
-        print(f"| `{shown}` | {statistics.median(times):.3f} | {min(times):.3f} |")
+        print(f"| `{shown}` | {statistics.median(walls):.3f} | {min(walls):.3f} | {statistics.median(cpus):.3f} |")
     if args.keep is None:
         shutil.rmtree(folder)
 
