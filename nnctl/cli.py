@@ -76,6 +76,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _argv(ctx: typer.Context) -> list[str]:
+    """The command line as `main` received it (`["nnctl", "train", ...]`): the run's provenance, the lock's holder."""
+    argv = ctx.obj.get("argv") if isinstance(ctx.obj, dict) else None
+    return list(argv) if argv is not None else ["nnctl", *sys.argv[1:]]
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"nnctl {__version__}")
@@ -99,6 +105,7 @@ def _root(
     )
 )
 def train(
+    ctx: typer.Context,
     config: Annotated[
         Path | None, typer.Argument(metavar="CONFIG", help="YAML config file (with --resume: the run's own).")
     ] = None,
@@ -133,7 +140,7 @@ def train(
     with TrainingDisplay(out, quiet, log_every) as display:
         try:
             result = train_run(
-                cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_command()
+                cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_argv(ctx)
             )
         finally:
             display.close()
@@ -163,12 +170,19 @@ def evaluate(
 ) -> None:
     """Loss and metrics of a trained model on a held-out CSV."""
     from nnctl.data import read_csv
+    from nnctl.provenance import is_training_file
     from nnctl.render import evaluation_tables
     from nnctl.run import load_run
 
     model = load_run(run)
     _note_unfinished(model.meta, run)
     result = model.evaluate(read_csv(csv, "CSV"), str(csv))
+    if is_training_file(model.meta, csv):
+        err.print(
+            f"warning: {csv} is byte-identical to the file {run} trained on; these are training scores, "
+            "not held-out ones",
+            markup=False,
+        )
     if as_json:
         _print_json(result)
         return
@@ -307,20 +321,29 @@ def summary(
     out.print(f"data: {len(setup.train)} training rows, {validation} validation rows, {n_features} features")
 
 
-@app.command(epilog=examples("nnctl plot runs/iris", "nnctl plot runs/iris -o iris.pdf"))
+@app.command(
+    epilog=examples("nnctl plot runs/iris", "nnctl plot runs/iris -o iris.pdf", "nnctl plot runs/iris runs/iris-2")
+)
 def plot(
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="One or more run directories.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", metavar="FILE", help="PNG file (default: RUN/learning_curves.png).")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="PNG file (default: RUN/learning_curves.png; for several runs ./learning_curves.png).",
+        ),
     ] = None,
 ) -> None:
-    """Learning curves of a run as a PNG."""
+    """Learning curves of a run as a PNG; several runs overlaid, one colour each."""
     from nnctl.files import read_json
-    from nnctl.plot import plot_history
+    from nnctl.plot import plot_comparison, plot_history
 
-    if (run / "model.json").is_file():
-        _note_unfinished(read_json(run / "model.json"), run)
-    path = plot_history(run, output)
+    for run in runs:
+        if (run / "model.json").is_file():
+            _note_unfinished(read_json(run / "model.json"), run)
+    path = plot_history(runs[0], output) if len(runs) == 1 else plot_comparison(runs, output)
     out.print(f"wrote {path}", markup=False)
 
 
@@ -346,9 +369,89 @@ def init(
     err.print(f"wrote {path}; train it with: nnctl train {shlex.quote(str(path))}", markup=False)
 
 
-def _command() -> str:
-    """This process's command line, shortened (it names the holder of a run directory's lock)."""
-    return shlex.join(["nnctl", *sys.argv[1:]])[:200]
+@app.command("export", epilog=examples("nnctl export runs/iris", "nnctl export runs/iris -o iris.onnx --format onnx"))
+def export(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="File (default: RUN/model.onnx).")
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", metavar="FORMAT", help="File format: onnx.")] = "onnx",
+) -> None:
+    """The trained model as an ONNX file, for onnxruntime and other runtimes (needs the onnx extra)."""
+    from nnctl.run import load_run
+
+    if format_ != "onnx":
+        raise typer.BadParameter(f"unknown format {format_!r}; expected onnx", param_hint="--format")
+    from nnctl.export import export_run  # raises a one-line error naming the install command without onnx
+
+    model = load_run(run)
+    path = output if output is not None else run / "model.onnx"
+    _note_unfinished(model.meta, run)
+    signature = export_run(model, path)
+    shapes = {
+        side: ", ".join(
+            f"{name} {kind}[{', '.join(map(str, shape))}]" for name, (kind, shape) in signature[side].items()
+        )
+        for side in ("inputs", "outputs")
+    }
+    described = f"input {shapes['inputs']}; outputs {shapes['outputs']}"
+    out.print(f"wrote {path} (ONNX opset {signature['opset']}): {described}", markup=False, soft_wrap=True)
+
+
+@app.command(
+    "runs",
+    epilog=examples("nnctl runs", "nnctl runs runs/iris-sweep --sort=-validation_accuracy", "nnctl runs --json"),
+)
+def runs_(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to look for runs, recursively.")] = Path(
+        "runs"
+    ),
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", metavar="KEY", help="Order by a column or config key; --sort=-KEY for descending."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+) -> None:
+    """Every run under DIR as one table, with the config keys that differ between them as columns."""
+    from nnctl.runs import all_keys, list_runs, short_names, sort_rows, table_rows
+
+    records, warnings = list_runs(directory)
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False)
+    rows, keys = table_rows(records)
+    short = short_names(keys, all_keys(records))  # the table's headers, which --sort also takes
+    if sort is not None:
+        rows = sort_rows(rows, sort, short)
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        err.print(f"no runs under {directory} (a run is a directory with a model.json)", markup=False)
+    else:
+        from nnctl.render_runs import runs_table
+
+        table, hidden = runs_table(rows, keys, short, f"{len(rows)} run(s) under {directory}", out.width)
+        out.print(table)
+        if hidden:
+            more = ", ".join(hidden[:5]) + (", …" if len(hidden) > 5 else "")
+            out.print(f"not shown at this width: {more} (nnctl runs --json has every column)", markup=False)
+
+
+@app.command("diff", epilog=examples("nnctl diff runs/iris runs/iris-2", "nnctl diff runs/iris runs/iris-2 --json"))
+def diff(
+    run_a: Annotated[Path, typer.Argument(metavar="RUN_A", help="Run directory.")],
+    run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="Run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Two runs side by side: the config keys that differ, best-epoch metrics, and whether the data were the same."""
+    from nnctl.render_runs import diff_tables
+    from nnctl.runs import diff_runs
+
+    result = diff_runs(run_a, run_b)
+    if as_json:
+        _print_json(result)
+        return
+    for part in diff_tables(result):
+        out.print(part)
 
 
 def _click() -> Any:
@@ -367,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     click = _click()
     try:
-        code = command.main(args, prog_name="nnctl", standalone_mode=False)
+        code = command.main(args, prog_name="nnctl", standalone_mode=False, obj={"argv": ["nnctl", *args]})
     except click.UsageError as exc:
         exc.show(file=sys.stderr)
         code = EXIT_USAGE

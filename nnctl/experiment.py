@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+import shlex
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import provenance
 from nnctl.checkpoint import checkpoint_path, load_checkpoint, saved_data
 from nnctl.config import Config, load_config
 from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
-from nnctl.errors import ConfigError, DataError, DivergenceError, RunError
-from nnctl.files import file_sha256
+from nnctl.errors import ConfigError, DataError, DivergenceError, NnctlError, RunError
+from nnctl.files import file_sha256, read_json
 from nnctl.interrupt import SignalHandler
 from nnctl.layers import Input
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
-from nnctl.run import CONFIG_YAML, RunWriter
+from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter
 from nnctl.rundir import RunDirectory, is_run
 from nnctl.schema import shorten_list
 from nnctl.seeds import streams
@@ -159,19 +161,21 @@ def train(
     resume: str | Path | None = None,
     callback: Callback | None = None,
     handle_signals: bool = False,
-    command: str = "",
+    command: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train a config into its run directory (or continue one with `resume`); returns where and how it ended.
 
     With `handle_signals`, SIGINT and SIGTERM stop training after the current batch and the checkpoint is
-    saved (before training starts they raise `nnctl.interrupt.Interrupted`). `command` names this process
-    in the run directory's lock, for whoever finds it in use.
+    saved (before training starts they raise `nnctl.interrupt.Interrupted`). `command`, the argument list
+    (default: this process's `sys.argv`), is recorded in model.json's provenance and names this process in
+    the run directory's lock, for whoever finds it in use.
     """
+    argv = list(command) if command is not None else provenance.default_command()
     signals = SignalHandler() if handle_signals else None
     with signals if signals is not None else nullcontext():
-        directory, setup, state = _claim(config, out, force, resume, command)
+        directory, setup, state = _claim(config, out, force, resume, shlex.join(argv)[:200])
         try:
-            return _run(config, directory, setup, state, callback, signals)
+            return _run(config, directory, setup, state, callback, signals, argv)
         finally:
             directory.release()
 
@@ -201,9 +205,12 @@ def _run(
     state: TrainingState | None,
     callback: Callback | None,
     signals: SignalHandler | None,
+    command: list[str],
 ) -> TrainResult:
     data = data_fingerprint(config)
     writer = RunWriter(directory, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng, data)
+    resumed = directory.final if state is not None else None
+    writer.provenance = run_provenance(config, setup, data, command, resumed)
     trainer = Trainer(
         setup.network, setup.optimizer, config.training, setup.shuffle_rng, callback, writer.save, save_every()
     )
@@ -249,6 +256,26 @@ def data_fingerprint(config: Config) -> dict[str, str | None]:
     """sha256 of the training and validation files, recorded in the checkpoint and checked on resume."""
     files = {"train": config.data.train, "validation": config.data.validation}
     return {key: None if path is None else file_sha256(Path(path)) for key, path in files.items()}
+
+
+def run_provenance(
+    config: Config, setup: Setup, data: dict[str, str | None], command: list[str], resumed: Path | None = None
+) -> dict[str, Any]:
+    """model.json's `provenance`: versions, time, command, and each data file's sha256 (`data`, hashed once for
+    the checkpoint too), rows and columns; a resumed run keeps its original record and lists the resume."""
+    validation = setup.validation
+    held_out = len(validation) if validation is not None and config.data.validation is None else 0  # a split
+    files = {"train": provenance.data_file(config.data.train, data["train"], len(setup.train) + held_out)}
+    if config.data.validation is not None and validation is not None:
+        files["validation"] = provenance.data_file(config.data.validation, data["validation"], len(validation))
+    current = provenance.record(command, files)
+    if resumed is None:
+        return current
+    try:
+        original = read_json(resumed / MODEL_JSON).get("provenance")
+    except NnctlError:
+        original = None
+    return provenance.resumed(original if isinstance(original, dict) else None, current)
 
 
 def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:

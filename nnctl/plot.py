@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ import pandas as pd
 from nnctl.errors import NnctlError, RunError
 from nnctl.files import write_output
 from nnctl.run import HISTORY_CSV
+from nnctl.runs import iter_labels, read_run
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -53,8 +56,7 @@ def _best_epoch(run: Path) -> int | None:
         return None
 
 
-def plot_history(run: Path, out: Path | None = None) -> Path:
-    """Loss (train, validation) and the metric against epoch; returns the PNG's path."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -62,6 +64,12 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise NnctlError('nnctl plot needs matplotlib: pip install "nnctl[plot]" (or pip install matplotlib)') from None
+    return plt
+
+
+def plot_history(run: Path, out: Path | None = None) -> Path:
+    """Loss (train, validation) and the metric against epoch; returns the PNG's path."""
+    plt = _pyplot()
     run = Path(run)
     history = read_history(run)
     out = Path(out) if out is not None else run / "learning_curves.png"
@@ -89,9 +97,79 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.legend()
     fig.suptitle(f"learning curves: {run.name}")
+    return _save(plt, fig, out)
+
+
+def _save(plt: Any, fig: Any, out: Path, **options: Any) -> Path:
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, **options)
     plt.close(fig)
     write_output(out, buffer.getvalue(), "plot")
     return out
+
+
+def plot_comparison(runs: list[Path], out: Path | None = None) -> Path:
+    """Several runs overlaid (`comparison_figure`) as a PNG: `out`, default ./learning_curves.png."""
+    plt = _pyplot()
+    fig = comparison_figure(plt, runs)
+    return _save(plt, fig, Path(out) if out is not None else Path("learning_curves.png"), bbox_inches="tight")
+
+
+def comparison_figure(plt: Any, runs: list[Path]) -> Any:
+    """Several runs' loss and metric curves overlaid, one colour per run (train solid, validation dashed), each
+    run's best epoch marked with a star; the legend names the runs and, when short, the config values that differ."""
+    records = [read_run(Path(r), name) for r, name in zip(runs, _names(runs), strict=True)]
+    histories = [read_history(r.path) for r in records]
+    metrics = list(dict.fromkeys(m for h in histories if (m := _metric(h)) is not None))
+    panels = ["loss", *metrics]  # one panel per metric: accuracy and RMSE never share an axis
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.5 + 5.5 * len(panels), 4.8), squeeze=False)
+    colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20" if len(runs) <= 20 else "viridis")
+    for i, (record, history, label) in enumerate(zip(records, histories, iter_labels(records), strict=True)):
+        colour = colours(i % 20 if len(runs) <= 20 else i / max(len(runs) - 1, 1))
+        _curves(axes[0][0], history, "train_loss", "validation_loss", colour, label, record.best_epoch)
+        metric = _metric(history)
+        if metric is not None:
+            ax = axes[0][panels.index(metric)]
+            _curves(ax, history, f"train_{metric}", f"validation_{metric}", colour, None, record.best_epoch)
+    for ax, title in zip(axes[0], panels, strict=True):
+        ax.set(xlabel="epoch", ylabel=title, title=title)
+    losses = np.concatenate([h[["train_loss", "validation_loss"]].to_numpy(dtype=float).ravel() for h in histories])
+    if (losses[~np.isnan(losses)] > 0).all():
+        axes[0][0].set_yscale("log")
+        axes[0][0].set(ylabel="loss (log scale)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    style = [plt.Line2D([], [], color="black"), plt.Line2D([], [], color="black", linestyle="--")]
+    style.append(plt.Line2D([], [], color="black", marker="*", linestyle="", markersize=10))
+    fig.legend(
+        handles + style, labels + ["train", "validation", "best epoch"], loc="center left", bbox_to_anchor=(1, 0.5)
+    )
+    fig.suptitle(f"learning curves: {len(runs)} runs")
+    return fig  # saved with bbox_inches="tight", so the legend right of the panels stays in the picture
+
+
+def _names(runs: list[Path]) -> list[str]:
+    """Each run's path relative to the runs' common parent (`iris`, `iris-2`; `trials/0001` in a sweep)."""
+    resolved = [Path(r).resolve() for r in runs]
+    common = Path(os.path.commonpath([r.parent for r in resolved]))
+    return [r.relative_to(common).as_posix() for r in resolved]
+
+
+def _metric(history: pd.DataFrame) -> str | None:
+    return next((c[len("train_") :] for c in history.columns if c.startswith("train_") and c != "train_loss"), None)
+
+
+def _curves(
+    ax: Any, history: pd.DataFrame, train: str, val: str, colour: Any, label: str | None, best: int | None
+) -> None:
+    """One run on one panel: train solid, validation dashed, a star on the validation curve at the best epoch."""
+    epochs = history["epoch"]
+    if train in history.columns:
+        ax.plot(epochs, history[train], color=colour, linewidth=1.3, label=label)
+    has_validation = val in history.columns and history[val].notna().any()
+    if has_validation:
+        ax.plot(epochs, history[val], color=colour, linewidth=1.3, linestyle="--")
+    marked = val if has_validation else train
+    if best and marked in history.columns and best in set(epochs):
+        y = history.loc[epochs == best, marked].iloc[0]
+        ax.plot([best], [y], marker="*", markersize=12, color=colour, markeredgecolor="black", linestyle="")

@@ -219,6 +219,7 @@ class RunWriter:
     ) -> None:
         self.directory, self.config, self.network, self.encoding = directory, config, network, encoding
         self.optimizer, self.rng, self.data = optimizer, rng, data
+        self.provenance: dict[str, Any] | None = None  # model.json's `provenance` (nnctl.provenance)
 
     def save_config(self) -> None:
         self._write(lambda path: save_config(path, self.config, self.directory.final))
@@ -228,15 +229,19 @@ class RunWriter:
 
         def write(path: Path) -> None:
             save_checkpoint(path, state, self.optimizer, self.network, self.rng, self.data)
-            save_model(path, self.config, self.network, self.encoding, model_status(state))
+            save_model(path, self.config, self.network, self.encoding, self._extra(state))
             save_history(path, state.history, self.encoding.task)
 
         self._write(write)
         self.directory.commit()  # a run replacing another (--force) takes its place once it can be resumed
 
     def save_model(self, state: TrainingState, restored_best: bool = False) -> None:
-        extra = model_status(state) | ({"restored_best": True} if restored_best else {})
+        extra = self._extra(state) | ({"restored_best": True} if restored_best else {})
         self._write(lambda path: save_model(path, self.config, self.network, self.encoding, extra))
+
+    def _extra(self, state: TrainingState) -> dict[str, Any]:
+        """model.json's fields beyond the model itself: how training went, and where the model came from."""
+        return model_status(state) | ({"provenance": self.provenance} if self.provenance is not None else {})
 
     def _write(self, write: Callable[[Path], None]) -> None:
         try:

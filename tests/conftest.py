@@ -7,9 +7,12 @@ import pytest
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """With -v, report the largest finite-difference relative error any test saw (silent otherwise)."""
-    from helpers import LARGEST
+    from helpers import LARGEST, ONNX_LARGEST
 
     if config.get_verbosity() < 0:
         return
     for tol, (error, where) in sorted(LARGEST.items()):
         terminalreporter.write_line(f"largest finite-difference relative error {error:.3g} (tol {tol:g}): {where}")
+    if ONNX_LARGEST:
+        error, where = max(ONNX_LARGEST)
+        terminalreporter.write_line(f"largest onnxruntime-vs-nnctl difference {error:.3g} (tol 1e-05): {where}")

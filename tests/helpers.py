@@ -25,6 +25,9 @@ ACTIVATIONS = sorted(name for name, cls in LAYERS.items() if issubclass(cls, Act
 # with -v): tolerance → (error, where).
 LARGEST: dict[float, tuple[float, str]] = {}
 
+# The largest onnxruntime-vs-nnctl difference (|a − b| / max(1, |b|)) the export tests have seen: (error, where).
+ONNX_LARGEST: list[tuple[float, str]] = []
+
 
 def central_difference(f: Callable[[], float], x: np.ndarray, h: float = STEP) -> np.ndarray:
     """∂f/∂x by (f(x + h) − f(x − h)) / 2h, one entry at a time; x is perturbed in place and restored."""

@@ -61,3 +61,17 @@ def test_data_benchmark_loads_like_nnctl(tmp_path):
     path = bench_data.generate(tmp_path / "small.csv", rows=200, columns=5)
     X = bench_data.load_nnctl(path)
     assert X.shape == (200, 5) and X.dtype == np.float64
+
+
+def test_runs_benchmark_makes_a_sweep_like_tree(tmp_path):
+    from nnctl.runs import list_runs, table_rows
+
+    _load("bench_runs").make_runs(tmp_path, 4)
+    records, warnings = list_runs(tmp_path / "runs")
+    assert warnings == [] and [r.name for r in records] == [
+        "sweep/trials/0002",
+        "sweep/trials/0004",
+        "tiny-1",
+        "tiny-3",
+    ]
+    assert table_rows(records)[1] == ["optimizer.learning_rate"]
