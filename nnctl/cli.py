@@ -190,6 +190,18 @@ def evaluate(
         out.print(table)
 
 
+def _read_input(csv: Path, read_csv: Any) -> Any:
+    """The CSV at `csv`, or standard input for `-` (kept in a temporary file while it is parsed)."""
+    if str(csv) != "-":
+        return read_csv(csv, "CSV")
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".csv") as copy:
+        copy.write(sys.stdin.buffer.read())
+        copy.flush()
+        return read_csv(Path(copy.name), "standard input")
+
+
 def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
     """eval, predict and plot work on a run in progress (or interrupted); they say so on stderr."""
     status = meta.get("status")
@@ -210,12 +222,12 @@ def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
 )
 def predict(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
-    csv: Annotated[Path, typer.Argument(metavar="CSV", help="CSV with the model's feature columns.")],
+    csv: Annotated[Path, typer.Argument(metavar="CSV", help="CSV with the model's feature columns; - for stdin.")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write to this CSV (default: stdout).")
     ] = None,
 ) -> None:
-    """Predictions for every row of a CSV."""
+    """Predictions for every row of a CSV (or of standard input)."""
     import pandas as pd
 
     from nnctl.data import read_csv
@@ -225,7 +237,7 @@ def predict(
 
     model = load_run(run)
     _note_unfinished(model.meta, run)
-    frame = read_csv(csv, "CSV")
+    frame = _read_input(csv, read_csv)
     predictions = model.predict(frame, str(csv))
     taken = [c for c in predictions.columns if c in frame.columns]
     if taken:
@@ -332,7 +344,7 @@ def plot(
             "-o",
             "--output",
             metavar="FILE",
-            help="PNG file (default: RUN/learning_curves.png; for several runs ./learning_curves.png).",
+            help="Image: .png, .pdf or .svg (default: RUN/learning_curves.png; several runs: ./learning_curves.png).",
         ),
     ] = None,
 ) -> None:

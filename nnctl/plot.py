@@ -67,12 +67,39 @@ def _pyplot() -> Any:
     return plt
 
 
+FORMATS = ("png", "pdf", "svg")
+
+
+def plot_format(out: Path) -> str:
+    """The image format `out`'s extension asks for; anything else is an error before any plotting."""
+    if out.is_dir():
+        raise RunError(f"{out}: is a directory; give a file name for the plot")
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        shown = f"'.{suffix}'" if suffix else "no extension"
+        raise NnctlError(f"{out}: {shown} is not a plot format nnctl writes; use .png, .pdf or .svg")
+    return suffix
+
+
+def _loss_label(run: Path) -> str:
+    """The loss axis names the objective the run minimised (from model.json, when there is one)."""
+    try:
+        objective = json.loads((run / "model.json").read_text(encoding="utf-8")).get("objective")
+    except (OSError, ValueError, AttributeError):
+        return "loss"
+    name = next(iter(objective)) if isinstance(objective, dict) and objective else objective
+    if not isinstance(name, str):
+        return "loss"
+    return name if name.endswith("loss") else f"{name} loss"
+
+
 def plot_history(run: Path, out: Path | None = None) -> Path:
-    """Loss (train, validation) and the metric against epoch; returns the PNG's path."""
-    plt = _pyplot()
+    """Loss (train, validation) and the metric against epoch; returns the image's path."""
     run = Path(run)
-    history = read_history(run)
     out = Path(out) if out is not None else run / "learning_curves.png"
+    plot_format(out)
+    plt = _pyplot()
+    history = read_history(run)
     metric = next((c[len("train_") :] for c in history.columns if c.startswith("train_") and c != "train_loss"), None)
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(11 if metric else 6, 4), squeeze=False)
     loss_ax = axes[0][0]
@@ -81,7 +108,8 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
         loss_ax.plot(history["epoch"], history["validation_loss"], label="validation")
     losses = history[["train_loss", "validation_loss"]].to_numpy(dtype=float)
     log_scale = bool((losses[~np.isnan(losses)] > 0).all())  # late progress stays visible
-    loss_ax.set(xlabel="epoch", ylabel="loss (log scale)" if log_scale else "loss", title="loss")
+    label = _loss_label(run)
+    loss_ax.set(xlabel="epoch", ylabel=f"{label} (log scale)" if log_scale else label, title="loss")
     if log_scale:
         loss_ax.set_yscale("log")
     best = _best_epoch(run)
@@ -103,14 +131,15 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
 def _save(plt: Any, fig: Any, out: Path, **options: Any) -> Path:
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, **options)
+    fig.savefig(buffer, format=plot_format(out), dpi=100, **options)
     plt.close(fig)
     write_output(out, buffer.getvalue(), "plot")
     return out
 
 
 def plot_comparison(runs: list[Path], out: Path | None = None) -> Path:
-    """Several runs overlaid (`comparison_figure`) as a PNG: `out`, default ./learning_curves.png."""
+    """Several runs overlaid (`comparison_figure`) as an image: `out`, default ./learning_curves.png."""
+    plot_format(Path(out) if out is not None else Path("learning_curves.png"))
     plt = _pyplot()
     fig = comparison_figure(plt, runs)
     return _save(plt, fig, Path(out) if out is not None else Path("learning_curves.png"), bbox_inches="tight")
@@ -135,9 +164,11 @@ def comparison_figure(plt: Any, runs: list[Path]) -> Any:
     for ax, title in zip(axes[0], panels, strict=True):
         ax.set(xlabel="epoch", ylabel=title, title=title)
     losses = np.concatenate([h[["train_loss", "validation_loss"]].to_numpy(dtype=float).ravel() for h in histories])
+    label = _loss_label(Path(runs[0])) if len({_loss_label(Path(r)) for r in runs}) == 1 else "loss"
+    axes[0][0].set(ylabel=label)
     if (losses[~np.isnan(losses)] > 0).all():
         axes[0][0].set_yscale("log")
-        axes[0][0].set(ylabel="loss (log scale)")
+        axes[0][0].set(ylabel=f"{label} (log scale)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     style = [plt.Line2D([], [], color="black"), plt.Line2D([], [], color="black", linestyle="--")]
     style.append(plt.Line2D([], [], color="black", marker="*", linestyle="", markersize=10))

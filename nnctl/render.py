@@ -194,9 +194,12 @@ def evaluation_tables(result: dict[str, Any], title: str, per_class: bool = Fals
     main = Table(title=plain(title), show_header=False, title_justify="left", min_width=len(title))
     main.add_column("metric", style="bold")
     main.add_column("value", justify="right")
-    for key in ("loss", "n_samples", "accuracy", "macro_f1", "roc_auc", "mse", "rmse", "mae", "r2", "mape"):
+    main.add_row(*_loss_row(result))
+    for key in ("n_samples", "accuracy", "macro_f1", "roc_auc", "mse", "rmse", "mae", "r2"):
         if key in result:
             main.add_row(key, _fmt(result[key]))
+    if "mape" in result:
+        main.add_row("mape", "–" if result["mape"] is None else f"{result['mape']:.4g} %")
     tables: list[Any] = [main]
     if "per_class" in result:
         tables += _class_tables(result, per_class)
@@ -208,6 +211,14 @@ def evaluation_tables(result: dict[str, Any], title: str, per_class: bool = Fals
             per.add_row(plain(name), *(_fmt(row[k]) for k in ("mse", "rmse", "mae", "r2", "mape")))
         tables.append(per)
     return tables
+
+
+def _loss_row(result: dict[str, Any]) -> tuple[str, str]:
+    """`loss (cross_entropy)`; a loss over several targets says it is their sum per row, averaged over rows."""
+    several = "per_target" in result or isinstance(result.get("confusion_matrix"), dict)  # regression, multi-label
+    targets = len(result.get("per_target") or result.get("per_class") or {}) if several else 0
+    summed = f", summed over {targets} targets" if targets > 1 else ""
+    return f"loss ({result.get('objective', 'objective')}{summed})", _fmt(result["loss"])
 
 
 def _class_tables(result: dict[str, Any], per_class: bool) -> list[Any]:

@@ -76,7 +76,11 @@ class Run:
         """Objective loss and the metrics of docs/reference.md#json-outputs on a labelled frame."""
         yhat = self.outputs(frame, source)
         Y = encode_targets(frame, self.encoding, source, self.network.dtype, key="the model's target")
-        result: dict[str, Any] = {"loss": self.network.loss(Y, yhat), "n_samples": int(len(Y))}
+        result: dict[str, Any] = {
+            "loss": self.network.loss(Y, yhat),
+            "objective": self.network.objective.name,
+            "n_samples": int(len(Y)),
+        }
         enc, task = self.encoding, self.task
         if not task.classification:
             result.update(regression_report(Y, yhat, enc.targets))

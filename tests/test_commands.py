@@ -481,7 +481,7 @@ def test_plot_writes_a_labelled_png(
     assert "curves.png" in flat(out)
     (fig,) = figures
     loss_ax, metric_ax = fig.axes
-    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "loss (log scale)")
+    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "log_loss (log scale)")  # the objective, named
     assert loss_ax.get_yscale() == "log"
     assert (metric_ax.get_xlabel(), metric_ax.get_ylabel()) == ("epoch", "accuracy")
     assert loss_ax.get_title() and fig._suptitle is not None and "binary" in fig._suptitle.get_text()

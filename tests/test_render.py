@@ -97,3 +97,43 @@ def test_log_every_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     regular = [line.split()[1] for line in lines if not line.endswith("(best)")]
     assert regular == ["1/30", "10/30", "20/30", "30/30"] and len(lines) <= 5
     assert out.rstrip().splitlines()[-1] == f"saved to {tmp_path / 'r'}"
+
+
+def test_eval_names_its_loss_and_mape_is_a_percentage() -> None:
+    from nnctl.render import evaluation_tables
+
+    regression = {
+        "loss": 2.5,
+        "objective": "squared_error",
+        "n_samples": 10,
+        "mse": 1.25,
+        "mape": 12.5,
+        "per_target": {t: {"mse": 1.0, "rmse": 1.0, "mae": 1.0, "r2": 0.5, "mape": 12.5} for t in "ab"},
+    }
+    out = "".join(rendered(t, 100) for t in evaluation_tables(regression, "r on x.csv")[:1])
+    assert "loss (squared_error, summed over 2 targets)" in out and "12.5 %" in out
+
+
+def test_predict_reads_standard_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    write_csv(tmp_path / "train.csv", 40, seed=1)
+    write_csv(tmp_path / "valid.csv", 20, seed=2)
+    config = write_config(tmp_path / "c.yaml", toy_config(training={"epochs": 2}))
+    assert run_cli(capsys, "train", config, "--out", tmp_path / "r", "-q")[0] == 0
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "valid.csv").read_bytes())))
+    code, out, err = run_cli(capsys, "predict", tmp_path / "r", "-")
+    assert code == 0, err
+    assert out.splitlines()[0] == "a,b,c,label,prediction,prob_no,prob_yes" and len(out.splitlines()) == 21
+
+
+@pytest.mark.parametrize("suffix", ["png", "pdf", "svg"])
+def test_plot_writes_the_format_of_its_extension(tmp_path: Path, capsys: Any, suffix: str) -> None:
+    write_csv(tmp_path / "train.csv", 40, seed=1)
+    write_csv(tmp_path / "valid.csv", 20, seed=2)
+    config = write_config(tmp_path / "c.yaml", toy_config(training={"epochs": 3}))
+    assert run_cli(capsys, "train", config, "--out", tmp_path / "r", "-q")[0] == 0
+    code, _, err = run_cli(capsys, "plot", tmp_path / "r", "-o", tmp_path / f"curves.{suffix}")
+    assert code == 0, err
+    head = (tmp_path / f"curves.{suffix}").read_bytes()[:200]
+    assert {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<svg"}[suffix] in head
+    code, _, err = run_cli(capsys, "plot", tmp_path / "r", "-o", tmp_path / "curves.gif")
+    assert code == 2 and "'.gif' is not a plot format nnctl writes; use .png, .pdf or .svg" in err
