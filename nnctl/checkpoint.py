@@ -47,6 +47,11 @@ class CheckpointState(Schema):
     rng: dict[str, Any]
     history: list[dict[str, Any]]
     data: dict[str, str | None] = Field(default_factory=dict)  # "train"/"validation" → sha256 of the file
+    # dropout, schedules, clipping (absent from checkpoints written before them: the defaults)
+    noise: list[dict[str, Any]] = Field(default_factory=list)  # states of the dropout generators
+    learning_rate: float | None = Field(None, gt=0)  # the next batch's rate
+    schedule: dict[str, Any] | None = None  # the learning-rate schedule's state
+    grad_norm_sum: float = Field(0.0, ge=0)  # Σ of this epoch's gradient norms so far
 
 
 def checkpoint_path(run: Path) -> Path:
@@ -77,6 +82,7 @@ def save_checkpoint(
         rng=rng.bit_generator.state,
         history=state.history,
         data=data,
+        **_training_extras(state, optimizer, network),
     )
     arrays = {STATE: np.frombuffer(json.dumps(document.model_dump()).encode(), dtype=np.uint8)}
     arrays.update({f"param/{k}": a for k, a in network.arrays().items()})
@@ -124,6 +130,7 @@ def load_checkpoint(
         rng.bit_generator.state = doc.rng
     except (KeyError, TypeError, ValueError) as exc:
         raise RunError(f"{path}: the saved random generator state is not valid ({exc}); corrupted") from None
+    _restore_training_extras(doc, optimizer, network, path)
     state = TrainingState(
         epoch=doc.epoch,
         batch=doc.batch,
@@ -138,8 +145,35 @@ def load_checkpoint(
         wait=doc.wait,
         best_params={k.removeprefix("best/"): a for k, a in arrays.items() if k.startswith("best/")},
         stop_reason=doc.stop_reason,
+        grad_norm_sum=doc.grad_norm_sum,
     )
     return state, doc.data
+
+
+def _training_extras(state: TrainingState, optimizer: Optimizer, network: Network) -> dict[str, Any]:
+    """The checkpoint's entries for dropout masks, the learning-rate schedule and gradient norms."""
+    return {
+        "noise": [generator.bit_generator.state for generator in network.generators()],
+        "learning_rate": optimizer.learning_rate,
+        "schedule": optimizer.schedule.state() if optimizer.schedule is not None else None,
+        "grad_norm_sum": state.grad_norm_sum,
+    }
+
+
+def _restore_training_extras(doc: CheckpointState, optimizer: Optimizer, network: Network, path: Path) -> None:
+    """Put back what `_training_extras` saved."""
+    generators = network.generators()
+    try:
+        if doc.noise and len(doc.noise) != len(generators):
+            raise ValueError(f"{len(doc.noise)} states for {len(generators)} generators")
+        for generator, saved in zip(generators, doc.noise, strict=False):
+            generator.bit_generator.state = saved
+        if optimizer.schedule is not None and doc.schedule is not None:
+            optimizer.schedule.load_state(doc.schedule)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{path}: the saved dropout or schedule state is not valid ({exc}); corrupted") from None
+    if doc.learning_rate is not None:
+        optimizer.learning_rate = doc.learning_rate
 
 
 def _document(raw: np.ndarray, path: Path) -> CheckpointState:

@@ -306,13 +306,15 @@ def summary(
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
     from nnctl.config import load_config
     from nnctl.experiment import set_up
-    from nnctl.render import chain_table, summary_table
+    from nnctl.render import chain_table, optimizer_text, summary_table
 
     setup = set_up(load_config(config, set_))
     network, n_features = setup.network, len(setup.encoding.features)
     rows = network.layer_table(n_features)
     chain = network.jacobian_chain(n_features)
     validation = len(setup.validation) if setup.validation is not None else 0
+    optimizer, schedule = setup.config.to_dict()["optimizer"], setup.optimizer.schedule
+    rates = schedule.rates(setup.config.training.epochs) if schedule is not None else None
     if as_json:
         _print_json(
             {
@@ -325,11 +327,14 @@ def summary(
                 "jacobian_chain": chain,
                 "train_rows": len(setup.train),
                 "validation_rows": validation,
+                "optimizer": optimizer,
+                "learning_rates": rates,
             }
         )
         return
     out.print(summary_table(rows, n_features))
     out.print(chain_table(chain, n_features))
+    out.print(optimizer_text(optimizer, rates, "validation loss" if validation else "training loss"), markup=False)
     out.print(f"data: {len(setup.train)} training rows, {validation} validation rows, {n_features} features")
 
 

@@ -29,6 +29,7 @@ from nnctl.errors import ConfigError
 from nnctl.layers import LAYERS
 from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import OPTIMIZERS, SGD, OptimizerOptions
+from nnctl.schedules import SCHEDULES, schedule_union
 from nnctl.schema import SIBLINGS, Schema, describe, merge, shorten
 from nnctl.yamlfile import TooLarge, describe_yaml_error, parse_yaml, read_yaml
 
@@ -82,8 +83,13 @@ def tagged_union(registry: dict[str, Any], base: type[NamedSpec]) -> Any:
 
 
 def optimizer_union() -> Any:
-    """The optimizers' options, told apart by `name` (sgd when it is left out)."""
-    members = [cls.Options for cls in OPTIMIZERS.values()]
+    """The optimizers' options, told apart by `name` (sgd when it is left out), each with `schedule` typed by
+    the schedules registered now."""
+    schedule: Any = (schedule_union() | None, None)
+    members = [
+        create_model(cls.Options.__name__, __base__=cls.Options, __module__=cls.Options.__module__, schedule=schedule)
+        for cls in OPTIMIZERS.values()
+    ]
     for member in members:
         SIBLINGS[member] = members
 
@@ -98,8 +104,9 @@ SchemaT = TypeVar("SchemaT", bound=Schema)
 
 def registered(base: type[SchemaT]) -> type[SchemaT]:
     """`base` with its `layers`, `objective` and `optimizer` fields typed by the registries as they are now:
-    a layer, objective or optimizer registered at any time is validated by its own options schema."""
-    key = tuple((name, cls) for registry in (LAYERS, OBJECTIVES, OPTIMIZERS) for name, cls in registry.items())
+    a layer, objective, optimizer or schedule registered at any time is validated by its own options schema."""
+    registries = (LAYERS, OBJECTIVES, OPTIMIZERS, SCHEDULES)
+    key = tuple((name, cls) for registry in registries for name, cls in registry.items())
     return _registered(base, key)
 
 
@@ -111,7 +118,7 @@ def _registered(base: type[SchemaT], key: tuple[Any, ...]) -> type[SchemaT]:
     if "objective" in base.model_fields:
         fields["objective"] = (tagged_union(OBJECTIVES, NamedSpec), ...)
     if "optimizer" in base.model_fields:
-        fields["optimizer"] = (optimizer_union(), Field(default_factory=SGD.Options))
+        fields["optimizer"] = (optimizer_union(), Field(default_factory=dict, validate_default=True))  # sgd
     return create_model(base.__name__, __base__=base, __module__=base.__module__, **fields)
 
 
@@ -239,6 +246,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: Path) -> se
                 raise ConfigError(f"{path}: --set {item!r}: {'.'.join(parts[:i])} is not a mapping")
             if node.get(part) is None:
                 node[part] = {}
+            elif isinstance(node[part], str):  # a bare name whose options are being set
+                node[part] = _bare_name_mapping(parts[: i + 1], node[part], parts[i + 1], f"{path}: --set {item!r}")
             node = node[part]
         last = parts[-1]
         if isinstance(node, list):
@@ -250,6 +259,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: Path) -> se
             raise ConfigError(f"{path}: --set {item!r}: {'.'.join(parts[:-1])} is not a mapping")
         touched.add(key)
     return touched
+
+
+def _bare_name_mapping(key: list[str], name: str, option: str, where: str) -> dict[str, Any]:
+    """The mapping a bare `objective: huber` or `optimizer.schedule: plateau` stands for, so --set can
+    reach its options (`objective.huber.delta=2`, `optimizer.schedule.patience=3`)."""
+    if key == ["objective"]:
+        if option != name:
+            raise ConfigError(
+                f"{where}: the objective is {name!r}; its options are set with objective.{name}.{option}=VALUE "
+                "(or replace it with objective=NAME)"
+            )
+        return {name: {}}
+    if key == ["optimizer", "schedule"]:
+        return {"name": name}
+    raise ConfigError(f"{where}: {'.'.join(key)} is not a mapping")
 
 
 def _list_index(node: list, part: str, key: str, where: str) -> int:

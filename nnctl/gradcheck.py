@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.layers import LAYERS, Activation, Input, Module, Softmax
+from nnctl.layers import LAYERS, Dropout, Input, Module
 from nnctl.network import Network, build_modules
 from nnctl.objectives import OBJECTIVES, Objective
 from nnctl.task import Task
@@ -24,6 +24,15 @@ DEFAULT_EPS = 1e-6
 # The maths' ε (in logistic/tanh derivatives and the objectives) is a stabiliser that makes the formulas
 # differ from the true derivative by O(ε); with ε = 0 they are exact, so differences can check them tightly.
 EXACT = 0.0
+
+
+def fix_noise(modules: list[Module]) -> None:
+    """Training mode with every dropout mask fixed (drawn at the next forward, then reused): the modules are
+    then one fixed function, as finite differences need, and dropout's training path is the one checked."""
+    for module in modules:
+        if isinstance(module, Dropout):
+            module.training = True
+            module.freeze_mask()
 
 
 def exact_derivatives(network: Network) -> None:
@@ -122,11 +131,11 @@ def check_module(module: Module, x: np.ndarray, rng: np.random.Generator, eps: f
 
     checks = [compare(label, key, analytic[key], numerical_gradient(loss, p, eps)) for key, p in module.params.items()]
     checks.append(compare(label, "δ (input)", delta / n, numerical_gradient(loss, x, eps)))
-    if isinstance(module, Activation):
+    if not module.params and module.jacobian_structure in ("diagonal", "full"):
         module.forward(x)
         jacobian = module.gradient()
         numeric = _numerical_jacobian(module, x, eps)
-        if isinstance(module, Softmax):
+        if module.jacobian_structure == "full":
             checks.append(compare(label, "gradient() (N, K, K)", jacobian, numeric))
         else:
             checks.append(compare(label, "gradient() diagonal", jacobian, np.einsum("nkk->nk", numeric)))
@@ -185,6 +194,11 @@ STACKS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("input", {}),
         ("fully_connected", {"units": 6}),
         ("logistic", {}),
+        ("dropout", {"rate": 0.3}),
+        ("fully_connected", {"units": 4}),
+        ("softplus", {}),
+        ("fully_connected", {"units": 4}),
+        ("leaky_relu", {"alpha": 0.1}),
         ("fully_connected", {"units": 2}),
         ("linear", {}),
     ],
@@ -194,7 +208,8 @@ EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {"fully_connected": {"units": 3, "i
 
 
 def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> list[Check]:
-    """Every registered module and objective alone on random data, then one stack per objective."""
+    """Every registered module and objective alone on random data, then one stack per objective; dropout
+    in training mode with its mask fixed."""
     rng = np.random.default_rng(seed)
     checks: list[Check] = []
     seen: set[type] = set()
@@ -205,6 +220,7 @@ def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> lis
         (module,) = build_modules([(name, EXAMPLE_OPTIONS.get(name, {}))], 5, epsilon=EXACT, rng=rng)
         if isinstance(module, Input):
             module.fit(rng.normal(2.0, 3.0, size=(20, 5)))
+        fix_noise([module])
         checks += check_module(module, rng.normal(size=(rows, 5)), rng, eps)
     for name, objective_cls in OBJECTIVES.items():
         y, yhat = _objective_data(name, rng, rows, 3)
@@ -212,6 +228,7 @@ def check_builtin(rows: int = 8, eps: float = DEFAULT_EPS, seed: int = 0) -> lis
     for name, objective_cls in OBJECTIVES.items():
         modules = build_modules(STACKS[objective_cls.targets], 4, rng=rng, epsilon=EXACT)
         network = Network(modules, objective_cls.build(objective_cls.Options(), EXACT))
+        fix_noise(modules)
         X = rng.normal(size=(rows, 4))
         modules[0].fit(rng.normal(size=(50, 4)))  # type: ignore[attr-defined]
         y, _ = _objective_data(name, rng, rows, modules[-2].out_features or 1)

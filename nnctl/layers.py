@@ -34,6 +34,7 @@ class BuildContext:
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float64))
     epsilon: float = EPSILON
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))  # weight initialisation
+    noise: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))  # dropout masks
 
 
 class NoOptions(Schema):
@@ -52,6 +53,7 @@ class Module:
         self.grads: dict[str, np.ndarray] = {}
         self.out_features: int | None = None  # None: as wide as its input
         self.training = False  # set by Network.train() / Network.eval(); modules such as dropout read it
+        self.noise: np.random.Generator | None = None  # what a stochastic module draws from while training
 
     @classmethod
     def build(cls, width: int, options: Any, context: BuildContext) -> Module:
@@ -336,6 +338,115 @@ class Softmax(Activation):
         return out
 
 
+class LeakyReLU(Activation):
+    """g(z) = z where z ≥ 0, else α z; derivative 1 where z ≥ 0 (as relu), else α."""
+
+    name = "leaky_relu"
+
+    class Options(Schema):
+        alpha: float = Field(0.01, ge=0, description="slope α for z < 0")
+
+    def __init__(self, alpha: float = 0.01, epsilon: float = EPSILON) -> None:
+        super().__init__(epsilon)
+        self.alpha = alpha
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        t = z * self.alpha  # max(z, αz) is z for z ≥ 0 and αz below, when α ≤ 1 (min when α > 1)
+        return np.maximum(z, t, out=t) if self.alpha <= 1 else np.minimum(z, t, out=t)
+
+    def gradient(self) -> np.ndarray:
+        z = self._z
+        return np.where(z >= 0, np.ones((), z.dtype), np.asarray(self.alpha, z.dtype))
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return np.where(self._z >= 0, delta, delta * self.alpha)
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Softplus(Activation):
+    """g(z) = ln(1 + e^z); derivative 1 / (1 + e^{−z}), computed from the output as 1 − e^{−g}."""
+
+    name = "softplus"
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        return np.logaddexp(0, z)  # ln(e^0 + e^z) without overflow: z = 1e4 gives 1e4, z = −1e4 gives 0
+
+    def gradient(self) -> np.ndarray:
+        # e^{−g} = 1 / (1 + e^z), so 1 − e^{−g} = 1 / (1 + e^{−z}); −expm1(−g) keeps it exact where g ≈ 0.
+        t = np.negative(self._g)
+        np.expm1(t, out=t)
+        return np.negative(t, out=t)
+
+
+class Dropout(Module):
+    """While training, x ⊙ m / (1 − rate), with m a Bernoulli(1 − rate) mask from the run's seeded generator;
+    in evaluation mode the identity. Its Jacobian is diagonal: m / (1 − rate) (ones in evaluation mode)."""
+
+    name = "dropout"
+    noise: np.random.Generator  # never None here
+
+    class Options(Schema):
+        rate: float = Field(0.5, ge=0, lt=1, description="probability that a unit is zeroed while training")
+
+    def __init__(self, rate: float = 0.5, noise: np.random.Generator | None = None) -> None:
+        super().__init__()
+        self.rate = rate
+        self.noise = noise if noise is not None else np.random.default_rng(0)
+        # A unit is kept when a uniform 32-bit draw u ≥ rate·2³²: P(keep) = 1 − rate to within 2⁻³², and the
+        # masks are the same in float32 and float64 runs (no float draws, no float64 temporary).
+        self._threshold = min(round(rate * 2**32), 2**32 - 1)
+        self._scale = 1.0 / (1.0 - rate)
+        self._mask: np.ndarray | None = None  # m / (1 − rate) of the last forward; None when it was the identity
+        self._buffer: np.ndarray | None = None  # reused for every mask of a run
+        self._shape: tuple[int, ...] = (0, 0)
+        self._dtype = np.dtype(np.float64)
+        self._frozen = False
+
+    @classmethod
+    def build(cls, width: int, options: Any, context: BuildContext) -> Dropout:
+        return cls(options.rate, context.noise)
+
+    def freeze_mask(self, frozen: bool = True) -> None:
+        """Make every training forward reuse one mask (drawn at the next one), so the module is a fixed
+        function that finite differences can check; `frozen=False` draws a new mask per forward again."""
+        self._frozen = frozen
+        self._mask = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._shape, self._dtype = x.shape, x.dtype
+        if not self.training or self.rate == 0:
+            self._mask = None
+            return x
+        mask = self._mask
+        if not (self._frozen and mask is not None and mask.shape == x.shape and mask.dtype == x.dtype):
+            mask = self._mask = self._draw(x.shape, x.dtype)
+        return x * mask
+
+    def _draw(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A new mask m / (1 − rate) in the reused buffer: 32 random bits per unit, two per raw 64-bit draw."""
+        n = math.prod(shape)
+        raw = self.noise.bit_generator.random_raw((n + 1) // 2)
+        bits = raw.astype("<u8", copy=False).view("<u4")[:n].reshape(shape)  # the same halves on any byte order
+        buffer = self._buffer
+        if buffer is None or buffer.dtype != dtype or buffer.shape[1:] != shape[1:] or len(buffer) < shape[0]:
+            buffer = self._buffer = np.empty(shape, dtype)
+        mask = buffer[: shape[0]]
+        np.greater_equal(bits, self._threshold, out=mask)  # 1 where kept, 0 where dropped
+        mask *= self._scale
+        return mask
+
+    def gradient(self) -> np.ndarray:
+        return self._mask.copy() if self._mask is not None else np.ones(self._shape, self._dtype)
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return delta * self._mask if self._mask is not None else delta
+
+    def config(self) -> dict[str, Any]:
+        return {"rate": self.rate}
+
+
 LAYERS: dict[str, type[Module]] = {
     "input": Input,
     "fully_connected": FullyConnected,
@@ -345,6 +456,9 @@ LAYERS: dict[str, type[Module]] = {
     "sigmoid": Logistic,
     "tanh": Tanh,
     "softmax": Softmax,
+    "leaky_relu": LeakyReLU,
+    "softplus": Softplus,
+    "dropout": Dropout,
 }
 
 

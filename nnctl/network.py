@@ -82,6 +82,15 @@ class Network:
         first = next((i for i, module in enumerate(modules) if module.params), None)
         return [] if first is None else list(reversed(modules[first:]))
 
+    def generators(self) -> list[np.random.Generator]:
+        """The distinct generators stochastic modules (dropout) draw from, in module order: their states are
+        part of a checkpoint, so a resumed run draws the masks an uninterrupted one would."""
+        found: dict[int, np.random.Generator] = {}
+        for module in self.modules:
+            if module.noise is not None:
+                found.setdefault(id(module.noise), module.noise)
+        return list(found.values())
+
     def loss(self, y: np.ndarray, yhat: np.ndarray) -> float:
         return self.objective.eval(y, yhat)
 
@@ -200,9 +209,13 @@ def build_modules(
     dtype: Any = np.float64,
     epsilon: float = EPSILON,
     rng: np.random.Generator | None = None,
+    noise: np.random.Generator | None = None,
 ) -> list[Module]:
-    """Build layer specs in order (config `NamedSpec`s, or (name, options) pairs), tracking each one's width."""
+    """Build layer specs in order (config `NamedSpec`s, or (name, options) pairs), tracking each one's width.
+    `rng` initialises weights; `noise` is what dropout draws its masks from while training."""
     context = BuildContext(np.dtype(dtype), epsilon, rng if rng is not None else np.random.default_rng(0))
+    if noise is not None:
+        context.noise = noise
     modules: list[Module] = []
     width = n_features
     for spec in layers:
@@ -220,11 +233,16 @@ def build_network(
     *,
     rng: np.random.Generator | None = None,
     dtype: Any = None,
+    noise: np.random.Generator | None = None,
 ) -> Network:
-    """Build the config's network for data with `n_features` columns and `n_outputs` targets or classes."""
-    rng = rng if rng is not None else streams(cfg.seed)["init"]
+    """Build the config's network for data with `n_features` columns and `n_outputs` targets or classes;
+    `rng` and `noise` default to the seed's weight-initialisation and dropout streams."""
+    seeded = streams(cfg.seed)
+    rng = rng if rng is not None else seeded["init"]
+    noise = noise if noise is not None else seeded["dropout"]
     check_size(planned_arrays(cfg.layers, n_features), dtype or cfg.dtype)
-    modules = build_modules(cfg.layers, n_features, dtype=np.dtype(dtype or cfg.dtype), epsilon=cfg.epsilon, rng=rng)
+    dtype = np.dtype(dtype or cfg.dtype)
+    modules = build_modules(cfg.layers, n_features, dtype=dtype, epsilon=cfg.epsilon, rng=rng, noise=noise)
     width = next((m.out_features for m in reversed(modules) if m.out_features is not None), n_features)
     if width != n_outputs:
         last = max((i for i, m in enumerate(modules) if isinstance(m, FullyConnected)), default=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from nnctl.layers import EPSILON, NoOptions
 from nnctl.schema import Schema, lookup
@@ -96,10 +97,56 @@ class CrossEntropy(Objective):
         return np.negative(t, out=t)  # −(y / t) is exactly (−y) / t
 
 
+class AbsoluteError(Objective):
+    """J = Σ_k |y_k − ŷ_k|;  ∂J/∂ŷ = −sign(y − ŷ) (0 where ŷ = y)."""
+
+    name = "absolute_error"
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        r = y - yhat
+        return np.abs(r, out=r).sum(axis=1)
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        r = y - yhat
+        np.sign(r, out=r)
+        return np.negative(r, out=r)
+
+
+class Huber(Objective):
+    """J = Σ_k ½ r² where |r| ≤ δ, else δ (|r| − ½ δ), with r = y − ŷ;  ∂J/∂ŷ = −r, or −δ sign(r) beyond δ."""
+
+    name = "huber"
+
+    class Options(Schema):
+        delta: float = Field(1.0, gt=0, description="δ: quadratic within it, linear beyond")
+
+    def __init__(self, delta: float = 1.0, epsilon: float = EPSILON) -> None:
+        super().__init__(epsilon)
+        self.delta = delta
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        r = y - yhat
+        a = np.abs(r)
+        inside = a <= self.delta
+        quadratic = 0.5 * (r * r)
+        linear = self.delta * (a - 0.5 * self.delta)
+        return np.where(inside, quadratic, linear).sum(axis=1)
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        r = y - yhat  # −r inside ±δ, −δ sign(r) outside: exactly −clip(r, −δ, δ)
+        np.clip(r, -self.delta, self.delta, out=r)
+        return np.negative(r, out=r)
+
+    def __repr__(self) -> str:
+        return f"Huber(delta={self.delta!r})"
+
+
 OBJECTIVES: dict[str, type[Objective]] = {
     "squared_error": SquaredError,
     "log_loss": LogLoss,
     "cross_entropy": CrossEntropy,
+    "absolute_error": AbsoluteError,
+    "huber": Huber,
 }
 
 

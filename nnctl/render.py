@@ -58,6 +58,8 @@ class TrainingDisplay(Callback):
         self.started = time.perf_counter()
         self.samples = 0
         self.best_line = ""  # the best epoch's line, shown at the end if it was not
+        self.last_rate: float | None = None
+        self.show_rate = False  # once a schedule has changed the learning rate, every line shows it
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -101,6 +103,7 @@ class TrainingDisplay(Callback):
         elapsed = time.perf_counter() - self.started
         self.samples += state.seen
         fields = self._fields(record, self.samples / elapsed if elapsed > 0 else 0.0)
+        fields[-1:-1] = self._optimizer_fields(record)  # before samples/s
         epoch, done = record["epoch"], state.stop_reason is not None
         if self.progress is not None:
             self.progress.fields = fields
@@ -135,6 +138,16 @@ class TrainingDisplay(Callback):
         fields.append((5, f"{rate:,.0f} samples/s"))
         return fields
 
+    def _optimizer_fields(self, record: dict[str, Any]) -> list[tuple[int, str]]:
+        """`lr` once a schedule has changed it; `grad_norm` (before clipping) when clipping measures it."""
+        lr = record["learning_rate"]
+        self.show_rate = self.show_rate or (self.last_rate is not None and lr != self.last_rate)
+        self.last_rate = lr
+        fields = [(4, f"lr {_fmt(lr)}")] if self.show_rate else []
+        if record.get("grad_norm") is not None:
+            fields.append((4, f"grad_norm {_fmt(record['grad_norm'])}"))
+        return fields
+
 
 STOP_REASONS = {
     "epochs": "all epochs ran",
@@ -167,7 +180,7 @@ def training_summary(result: Any, width: int = 80) -> Table:
     # columns are means over the epoch's batches while the weights changed (as Keras reports them).
     kept = history[result.best_epoch - 1] if result.restored_best else history[-1]
     for key, value in kept.items():
-        if key not in ("epoch", "learning_rate", "seconds") and value is not None:
+        if key not in ("epoch", "learning_rate", "grad_norm", "seconds") and value is not None:
             label = f"{key} (epoch mean)" if key.startswith("train_") else key
             table.add_row(label, _fmt(value))
     table.add_row("training time", f"{sum(r['seconds'] for r in history):.2f} s")
@@ -323,3 +336,20 @@ def chain_table(chain: list[dict[str, Any]], n_features: int) -> Table:
             f"∂{f['of']}/∂{f['by']}", f"R^{{{rows}×{cols}}}", f["module"], structure.get(f["structure"], f["structure"])
         )
     return table
+
+
+def optimizer_text(options: dict[str, Any], rates: list[float] | None, watched: str) -> str:
+    """`nnctl summary`'s optimiser line, and its schedule's: the rate of the first and last epochs and a
+    sparkline of every epoch's, or for plateau what it watches."""
+    shown = {k: v for k, v in options.items() if k not in ("name", "schedule") and v not in (None, 0.0)}
+    text = f"optimizer: {options['name']} ({', '.join(f'{k}={_fmt(v)}' for k, v in shown.items())})"
+    schedule = options.get("schedule")
+    if not schedule:
+        return text + "; constant learning rate"
+    settings = ", ".join(f"{k}={_fmt(v)}" for k, v in schedule.items() if k != "name")
+    text += f"\nschedule: {schedule['name']} ({settings}), stepped at the end of every epoch"
+    if rates:
+        text += f": {_fmt(rates[0])} in epoch 1 → {_fmt(rates[-1])} in epoch {len(rates)}  {sparkline(rates)}"
+    else:
+        text += f", on the {watched}"
+    return text

@@ -126,6 +126,7 @@ def save_history(path: Path, history: list[dict[str, Any]], task: Task) -> None:
         f"train_{metric}",
         f"validation_{metric}",
         "learning_rate",
+        "grad_norm",
         "seconds",
     ]
     frame = pd.DataFrame(history, columns=columns)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("init", "split", "shuffle")  # append new streams at the end: earlier ones keep their numbers
+STREAMS = ("init", "split", "shuffle", "dropout")  # append new streams at the end: earlier ones keep their numbers
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
-    """Independent generators for weight initialisation, the validation split and shuffling."""
+    """Independent generators for weight initialisation, the validation split, shuffling and dropout masks."""
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children, strict=True)}

@@ -48,6 +48,7 @@ class TrainingState:
     loss_sum: float = 0.0  # Σ per-row loss over the current epoch's finished batches
     metric_sum: float = 0.0  # Task.metric_sum over the rows scored so far this epoch
     seen: int = 0  # rows seen so far this epoch
+    grad_norm_sum: float = 0.0  # Σ of each finished batch's global gradient norm (before clipping) this epoch
     epoch_seconds: float = 0.0  # wall time already spent in the current epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     best_loss: float = math.inf
@@ -221,6 +222,7 @@ class Trainer:
         if state.batch == 0:
             state.permutation = self.rng.permutation(batches.rows) if self.training.shuffle else np.arange(batches.rows)
             state.loss_sum, state.metric_sum, state.seen, state.epoch_seconds = 0.0, 0.0, 0, 0.0
+            state.grad_norm_sum = 0.0
         order = state.permutation
         assert order is not None  # set above, or restored with the checkpoint
         score.settled = state.batch * batches.size  # earlier rows were counted before an interruption
@@ -235,6 +237,8 @@ class Trainer:
                 self._diverged(state, last_good, what, epoch, b + 1)
             state.loss_sum += batch_loss
             state.seen += len(y)
+            if self.optimizer.grad_norm is not None:
+                state.grad_norm_sum += self.optimizer.grad_norm
             state.metric_sum += score.add(y, yhat, position)
             state.batch = b + 1
             if (b + 1) % report_every == 0:
@@ -280,12 +284,16 @@ class Trainer:
             yhat = self.network.eval().forward(X, start)
             record["validation_loss"] = self.network.objective.eval(Y, yhat)
             record[f"validation_{metric}"] = self.task.metric(Y, yhat)
-        record["learning_rate"] = self.optimizer.learning_rate
+        record["learning_rate"] = self.optimizer.learning_rate  # the rate this epoch used
+        norms = self.optimizer.grad_norm is not None
+        record["grad_norm"] = state.grad_norm_sum / state.batch if norms and state.batch else None
         state.epoch_seconds += time.perf_counter() - started  # an epoch's time includes its validation
         record["seconds"] = state.epoch_seconds
         state.history.append(record)
         state.epoch, state.batch = epoch, 0
         self._update_stopping(state, record)
+        watched = record["validation_loss"] if record["validation_loss"] is not None else train_loss
+        self.optimizer.end_epoch(watched)  # the schedule sets the next epoch's rate, whether or not one follows
         return record
 
     def _update_stopping(self, state: TrainingState, record: dict[str, Any]) -> None:

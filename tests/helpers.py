@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from nnctl.cli import main
+from nnctl.gradcheck import fix_noise
 from nnctl.layers import LAYERS, Activation, FullyConnected, Module
 from nnctl.network import build_modules
 
@@ -71,8 +72,11 @@ def layer_options(name: str, units: int) -> dict[str, Any]:
 
 
 def build_layer(name: str, width_in: int, units: int, rng: np.random.Generator, **kwargs: Any) -> Module:
-    """One registered layer built the way a config builds it (through nnctl.network.build_modules)."""
+    """One registered layer built the way a config builds it (through nnctl.network.build_modules); a module
+    that draws noise while training (dropout) is in training mode with one fixed mask, so the registry's
+    checks see its training path as one fixed function."""
     (module,) = build_modules([(name, layer_options(name, units))], width_in, rng=rng, **kwargs)
+    fix_noise([module])
     return module
 
 

@@ -104,10 +104,12 @@ def test_train_writes_the_run_directory(project: Path, capsys: pytest.CaptureFix
         "train_accuracy",
         "validation_accuracy",
         "learning_rate",
+        "grad_norm",
         "seconds",
     ]
     assert history["epoch"].tolist() == [1, 2, 3]
     assert (history["seconds"] > 0).all() and (history["learning_rate"] == 0.05).all()
+    assert history["grad_norm"].isna().all()  # measured only with optimizer.clip_norm
 
     model = load_run(run)  # and the public API rebuilds the same network from it
     assert model.predict(pd.read_csv(project / "data" / "valid.csv"))["prediction"].isin(["no", "yes"]).all()
@@ -123,6 +125,7 @@ def test_regression_history_has_rmse_columns(project: Path) -> None:
         "train_rmse",
         "validation_rmse",
         "learning_rate",
+        "grad_norm",
         "seconds",
     ]
     assert len(history) == 4

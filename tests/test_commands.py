@@ -85,6 +85,31 @@ objective: squared_error
 optimizer: {name: adam, learning_rate: 0.05}
 training: {epochs: 25, batch_size: 16}
 """,
+    "huber": """
+seed: 4
+data: {train: huber_train.csv, validation_split: 0.25, target: [y1, y2]}
+layers:
+  - input
+  - fully_connected: {units: 16}
+  - leaky_relu: {alpha: 0.05}
+  - dropout: {rate: 0.3}
+  - fully_connected: {units: 2}
+objective: {huber: {delta: 0.5}}
+optimizer: {name: adam, learning_rate: 0.05, schedule: {name: cosine, t_max: 25}, clip_norm: 5}
+training: {epochs: 25, batch_size: 16}
+""",
+    "mae": """
+seed: 5
+data: {train: mae_train.csv, target: [y1, y2]}
+layers:
+  - input
+  - fully_connected: {units: 8}
+  - softplus
+  - fully_connected: {units: 2}
+objective: absolute_error
+optimizer: {name: momentum, learning_rate: 0.02, schedule: plateau}
+training: {epochs: 25, batch_size: 16}
+""",
 }
 
 
@@ -100,12 +125,12 @@ class Case:
 def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     root = tmp_path_factory.mktemp("commands")
     rng = np.random.default_rng(0)
-    make = {"multi": _classes, "binary": _binary, "regression": _regression}
+    make = {"multi": _classes, "binary": _binary, "regression": _regression, "huber": _regression, "mae": _regression}
     out: dict[str, Case] = {}
     for name, generate in make.items():
         generate(60, rng).to_csv(root / f"{name}_train.csv", index=False)
         test = generate(21, rng)
-        if name == "regression":
+        if name in ("regression", "huber", "mae"):
             test.loc[4, "y2"] = 1.0  # no zero target in this file: MAPE is a number
         test.to_csv(root / f"{name}_test.csv", index=False)
         config = root / f"{name}.yaml"
@@ -240,6 +265,56 @@ def test_eval_loss_is_squared_error_of_predictions(cases: dict[str, Case], capsy
     result = eval_json(capsys, case.run, case.test_csv)
     assert result["loss"] == pytest.approx(by_hand, rel=1e-12)
     assert result["mae"] == pytest.approx(float(np.abs(Y - Yhat).mean()), rel=1e-12)
+
+
+def regression_outputs(capsys: pytest.CaptureFixture[str], case: Case) -> tuple[np.ndarray, np.ndarray]:
+    pred = predictions(capsys, case)
+    return case.frame[["y1", "y2"]].to_numpy(), pred[["predicted_y1", "predicted_y2"]].to_numpy()
+
+
+def test_eval_loss_is_the_models_own_huber_loss(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    case = cases["huber"]
+    Y, Yhat = regression_outputs(capsys, case)
+    r = np.abs(Y - Yhat)
+    by_hand = float(np.mean(np.where(r <= 0.5, 0.5 * r**2, 0.5 * (r - 0.25)).sum(axis=1)))  # δ = 0.5
+    result = eval_json(capsys, case.run, case.test_csv)
+    assert result["loss"] == pytest.approx(by_hand, rel=1e-12)
+    assert result["mse"] == pytest.approx(float(((Y - Yhat) ** 2).mean()), rel=1e-12)  # the regression report too
+    assert json.loads((case.run / "model.json").read_text())["objective"] == {"huber": {"delta": 0.5}}
+
+
+def test_eval_loss_is_the_models_own_absolute_error(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
+    case = cases["mae"]
+    Y, Yhat = regression_outputs(capsys, case)
+    result = eval_json(capsys, case.run, case.test_csv)
+    assert result["loss"] == pytest.approx(float(np.abs(Y - Yhat).sum(axis=1).mean()), rel=1e-12)
+    assert result["loss"] == pytest.approx(2 * result["mae"], rel=1e-12)  # Σ over 2 targets vs their mean
+    assert json.loads((case.run / "model.json").read_text())["objective"] == "absolute_error"
+
+
+def test_predict_and_eval_see_dropout_as_the_identity(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = cases["huber"]
+    run = nnctl.load_run(case.run)
+    X = case.frame[["x1", "x2", "x3"]].to_numpy()
+    h = X
+    for module in run.network.modules:
+        if module.name != "dropout":
+            h = module.forward(h)
+    _, Yhat = regression_outputs(capsys, case)
+    np.testing.assert_array_equal(Yhat, h)  # the same numbers as the stack without its dropout layer
+    np.testing.assert_array_equal(regression_outputs(capsys, case)[1], Yhat)
+
+
+def test_history_of_a_scheduled_clipped_run(cases: dict[str, Case]) -> None:
+    history = pd.read_csv(cases["huber"].run / "history.csv")
+    expected = [0.025 * (1 + np.cos(np.pi * e / 25)) for e in range(25)]  # cosine, T_max = 25, η₀ = 0.05
+    np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-12, atol=1e-18)
+    assert (history["grad_norm"] > 0).all()
+    assert history["train_rmse"].notna().all() and history["validation_rmse"].notna().all()
+    plateau = pd.read_csv(cases["mae"].run / "history.csv")
+    assert plateau["learning_rate"].iloc[0] == 0.02 and plateau["grad_norm"].isna().all()
 
 
 # ----------------------------------------------------------------------------- eval: tables
@@ -416,6 +491,31 @@ def test_summary_json(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
     assert chain[-1]["by"] == "x"
     assert result["objective"] == "cross_entropy"
     assert result["train_rows"] == 60
+
+
+def test_summary_shows_the_optimizer_and_its_schedule(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "summary", cases["huber"].config, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["optimizer"]["schedule"] == {"name": "cosine", "t_max": 25, "min_lr": 0.0}
+    assert result["optimizer"]["clip_norm"] == 5.0
+    rates = result["learning_rates"]
+    assert (
+        len(rates) == 25
+        and rates[0] == 0.05
+        and rates == pd.read_csv(cases["huber"].run / "history.csv")["learning_rate"].tolist()
+    )  # what training then used, epoch by epoch
+    code, out, err = run_cli(capsys, "summary", cases["huber"].config)
+    assert code == 0, err
+    text = flat(out)
+    assert "optimizer: adam (learning_rate=0.05, clip_norm=5" in text
+    assert "schedule: cosine (t_max=25, min_lr=0), stepped at the end of every epoch: 0.05 in epoch 1 →" in text
+    code, out, _ = run_cli(capsys, "summary", cases["mae"].config)
+    assert "schedule: plateau (factor=0.1, patience=10" in flat(out) and "on the training loss" in flat(out)
+    code, out, _ = run_cli(capsys, "summary", cases["multi"].config, "--json")
+    assert json.loads(out)["learning_rates"] is None and json.loads(out)["optimizer"]["schedule"] is None
 
 
 def test_summary_regression_json(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:

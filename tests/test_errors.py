@@ -274,8 +274,22 @@ def test_set_unknown_key(work: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 def test_set_below_a_value_that_is_not_a_mapping(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = config(work)
-    assert_error(run_cli(capsys, "summary", path, "--set", "objective.x=1"), str(path), "objective is not a mapping")
+    assert_error(
+        run_cli(capsys, "summary", path, "--set", "data.target.x=1"), str(path), "data.target is not a mapping"
+    )
     assert_error(run_cli(capsys, "summary", path, "--set", "seed.x=1"), "seed: expected an integer", "(from --set)")
+
+
+def test_set_objective_option_without_the_objective_name(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config(work)  # objective: cross_entropy, a bare name
+    assert_error(
+        run_cli(capsys, "summary", path, "--set", "objective.x=1"),
+        "--set 'objective.x=1'",
+        "the objective is 'cross_entropy'",
+        "objective.cross_entropy.x=VALUE",
+    )
+    code, _, err = run_cli(capsys, "summary", path, "--set", "objective.cross_entropy.x=1")
+    assert code == 2 and "objective.cross_entropy.x: unknown key" in err and "takes no options" in err
 
 
 def test_set_layer_option_without_the_layer_name(work: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -354,10 +354,10 @@ SMALL = {
     "objective": "squared_error",
     "training": {"epochs": 1},
 }
-STACKS = {
-    "squared_error": ["input", {"fully_connected": {"units": 1}}],
-    "cross_entropy": ["input", {"fully_connected": {"units": 2}}, "softmax"],
-    "log_loss": ["input", {"fully_connected": {"units": 1}}, "logistic"],
+STACKS = {  # by how the objective reads its targets (nnctl.objectives.Targets)
+    "values": ["input", {"fully_connected": {"units": 1}}],
+    "classes": ["input", {"fully_connected": {"units": 2}}, "softmax"],
+    "binary": ["input", {"fully_connected": {"units": 1}}, "logistic"],
 }
 
 
@@ -375,7 +375,7 @@ def test_prepare_random_csv(
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         _write(folder, "train.csv", train)
-        layers = copy.deepcopy(STACKS[objective])
+        layers = copy.deepcopy(STACKS[OBJECTIVES[objective].targets])
         if objective == "cross_entropy":
             layers[1]["fully_connected"]["units"] = classes
         raw = copy.deepcopy(SMALL) | {"objective": objective, "layers": layers}
@@ -399,7 +399,7 @@ def test_prepare_random_csv(
 def test_fuzz_harness_accepts_a_good_csv(tmp_path: Path, dtype: str) -> None:
     """The fuzz loop above is not vacuous: a well-formed file does load and set_up."""
     (tmp_path / "train.csv").write_text("a,b,y\n1,2,0.5\n2,3,1.5\n3,5,2.5\n")
-    raw = copy.deepcopy(SMALL) | {"layers": STACKS["squared_error"], "dtype": dtype}
+    raw = copy.deepcopy(SMALL) | {"layers": STACKS["values"], "dtype": dtype}
     (tmp_path / "fuzz.yaml").write_text(yaml.safe_dump(raw))
     setup = set_up(load_config(tmp_path / "fuzz.yaml"))
     assert setup.train.X.shape == (3, 2) and setup.train.X.dtype == np.dtype(dtype)
@@ -461,7 +461,7 @@ def test_eval_and_predict_random_csv(trained_runs: list[Any], text: str) -> None
 def test_prepare_random_data_paths(name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         _write(folder, "train.csv", "a,b,y\n1,2,0.5\n2,3,1.5\n")
-        raw = copy.deepcopy(SMALL) | {"layers": STACKS["squared_error"]}
+        raw = copy.deepcopy(SMALL) | {"layers": STACKS["values"]}
         raw["data"]["train"] = name
         path = _write(folder, "fuzz.yaml", yaml.safe_dump(raw))
         config = _allowed(load_config, path)

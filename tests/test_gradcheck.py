@@ -10,7 +10,7 @@ import pytest
 from helpers import run_cli
 
 from nnctl import gradcheck as gc
-from nnctl.layers import LAYERS, FullyConnected, Softmax, Tanh
+from nnctl.layers import LAYERS, Dropout, FullyConnected, Softmax, Tanh
 from nnctl.network import Network, build_modules
 from nnctl.objectives import OBJECTIVES, CrossEntropy, SquaredError
 
@@ -303,6 +303,45 @@ def test_check_module_catches_a_wrong_softmax_jacobian() -> None:
     by_parameter = {c.parameter: c for c in checks}
     assert by_parameter["δ (input)"].passed  # backward is still right
     assert not by_parameter["gradient() (N, K, K)"].passed
+
+
+class UnscaledDropout(Dropout):
+    """dropout whose backward forgets the 1 / (1 − rate)."""
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        return super().backward(delta) * (1 - self.rate)
+
+
+@pytest.mark.parametrize(("cls", "passes"), [(Dropout, True), (UnscaledDropout, False)])
+def test_dropout_is_checked_in_training_mode_with_one_fixed_mask(cls: type, passes: bool) -> None:
+    rng = np.random.default_rng(3)
+    module = cls(0.5, np.random.default_rng(4))
+    gc.fix_noise([module])
+    x = rng.normal(size=(8, 5))
+    checks = {c.parameter: c for c in gc.check_module(module, x, rng)}
+    mask = module.gradient()
+    assert set(np.unique(mask)) == {0.0, 2.0}  # a real mask was in place: some units dropped, the rest doubled
+    assert checks["δ (input)"].passed is passes
+    assert checks["gradient() diagonal"].passed  # gradient() itself is right in both
+
+
+def test_builtin_checks_dropout_and_the_new_objectives_in_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = run_json(capsys)
+    assert code == 0
+    labels = {(c["module"], c["parameter"]) for c in report["checks"]}
+    for name in ("dropout", "leaky_relu", "softplus"):
+        assert (name, "δ (input)") in labels and (name, "gradient() diagonal") in labels
+    for name in ("absolute_error", "huber"):
+        assert (name, "∂J/∂ŷ") in labels
+        assert (f"{name} stack: dropout (layers[3])", "δ (input)") in labels  # dropout inside a network too
+
+
+def test_a_config_with_dropout_is_checked_as_evaluation_sees_it(
+    configs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, configs["squared_error"], "--set", "layers.2={dropout: {rate: 0.5}}")
+    assert code == 0 and report["passed"]
+    assert ("dropout (layers[2])", "δ (input)") in {(c["module"], c["parameter"]) for c in report["checks"]}
 
 
 def test_check_objective_catches_a_wrong_gradient() -> None:

@@ -25,16 +25,21 @@ from numpy.testing import assert_allclose, assert_array_equal
 from nnctl.errors import ConfigError
 from nnctl.layers import (
     LAYERS,
+    Dropout,
     FullyConnected,
     Input,
+    LeakyReLU,
     Linear,
     Logistic,
     ReLU,
     Softmax,
+    Softplus,
     Tanh,
     layer_class,
 )
-from nnctl.network import build_modules
+from nnctl.network import Network, build_modules
+from nnctl.objectives import SquaredError
+from nnctl.seeds import streams
 
 EPS = 1e-7
 # Central differences with h = 1e-5 in float64: truncation h²·f‴/6 ≈ 1e-11 and rounding u·|f|/h ≈ 1e-10, both
@@ -121,6 +126,151 @@ def test_tanh_by_hand():
     # 1 − g² + ε: 1 + 1e-7 = 1.0000001; 1 − 0.36 + 1e-7 = 0.6400001
     assert_allclose(m.gradient(), [[1.0000001, 0.6400001, 0.6400001]], rtol=1e-14)
     assert_allclose(m.backward(rows(1, 2, 3)), [[1.0000001, 1.2800002, 1.9200003]], rtol=1e-14)
+
+
+def test_leaky_relu_by_hand_with_derivative_one_at_zero():
+    m = LeakyReLU(alpha=0.1)
+    assert_allclose(m.forward(rows(-2, 0, 3)), [[-0.2, 0, 3]], rtol=1e-15)
+    assert_array_equal(m.gradient(), [[0.1, 1, 1]])  # 1 where z ≥ 0, as relu
+    assert_allclose(m.backward(rows(5, 6, 7)), [[0.5, 6, 7]], rtol=1e-15)
+    assert LeakyReLU().alpha == 0.01  # the default
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0, 2.5])
+def test_leaky_relu_slopes_including_zero_and_above_one(alpha):
+    z = rows(-4, -0.5, 0, 0.5, 4)
+    m = LeakyReLU(alpha=alpha)
+    assert_allclose(m.forward(z), np.where(z >= 0, z, alpha * z), rtol=1e-15)
+    assert_array_equal(m.backward(np.ones_like(z)), [[alpha, alpha, 1, 1, 1]])
+
+
+def test_softplus_by_hand():
+    m = Softplus()
+    # ln(1 + e^0) = ln 2; ln(1 + 3) = ln 4; ln(1 + 1/3) = ln(4/3)
+    assert_allclose(m.forward(rows(0, math.log(3), -math.log(3))), [[math.log(2), math.log(4), math.log(4 / 3)]])
+    # 1 / (1 + e^{−z}): 1/2, 1/(1 + 1/3) = 3/4, 1/(1 + 3) = 1/4
+    assert_allclose(m.gradient(), [[0.5, 0.75, 0.25]], rtol=1e-15)
+    assert_allclose(m.backward(rows(2, 4, -4)), [[1, 3, -1]], rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("z", "g", "derivative"),
+    [
+        (1e4, 1e4, 1.0),  # ln(1 + e^{1e4}) overflows if computed naively
+        (-1e4, 0.0, 0.0),
+        (-700.0, math.exp(-700), math.exp(-700)),  # ≈ 9.86e-305: the far tail stays positive, not 0
+        (40.0, 40.0, 1.0),  # ln(1 + e^40) = 40 + 4e-18 and 1 − 4e-18 both round to these
+    ],
+)
+def test_softplus_extremes_neither_overflow_nor_warn(z, g, derivative):
+    m = Softplus()
+    with warnings.catch_warnings(), np.errstate(all="raise", under="ignore"):
+        warnings.simplefilter("error")
+        out, grad = m.forward(rows(z)), m.gradient()
+    assert_allclose(out, [[g]], rtol=1e-12)
+    assert_allclose(grad, [[derivative]], rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def training_dropout(rate: float, seed: int = 0, dtype=np.float64) -> Dropout:
+    (m,) = build_modules([("dropout", {"rate": rate})], 4, noise=np.random.default_rng(seed), dtype=dtype)
+    m.training = True
+    return m
+
+
+@pytest.mark.parametrize(("rate", "scale"), [(0.5, 2.0), (0.75, 4.0), (0.2, 1.25)])
+def test_dropout_by_hand_keeps_or_zeroes_and_scales_by_one_over_one_minus_rate(rate, scale):
+    m = training_dropout(rate)
+    x = np.arange(1.0, 41.0).reshape(10, 4)
+    out = m.forward(x)
+    kept = out != 0
+    assert 0 < kept.sum() < x.size  # 40 units: some of each
+    assert_array_equal(out[kept], scale * x[kept])  # x ⊙ m / (1 − rate)
+    assert_array_equal(m.gradient(), scale * kept)  # the diagonal m / (1 − rate)
+    delta = np.full_like(x, 3.0)
+    assert_array_equal(m.backward(delta), 3.0 * scale * kept)
+
+
+def test_dropout_is_the_identity_in_evaluation_mode_and_at_rate_zero():
+    x = np.arange(12.0).reshape(3, 4)
+    m = training_dropout(0.5)
+    m.training = False
+    assert m.forward(x) is x
+    assert_array_equal(m.gradient(), np.ones_like(x))
+    assert_array_equal(m.backward(2 * x), 2 * x)
+    zero = training_dropout(0.0)
+    before = zero.noise.bit_generator.state
+    assert zero.forward(x) is x and zero.noise.bit_generator.state == before  # no draws at all
+
+
+def test_dropout_keeps_units_with_probability_one_minus_rate_and_is_unbiased():
+    m = training_dropout(0.3)
+    x = np.ones((1000, 1000))
+    out = m.forward(x)
+    # 10⁶ Bernoulli(0.7) draws: the kept fraction has std √(0.7·0.3/10⁶) ≈ 4.6e-4
+    assert abs(np.count_nonzero(out) / x.size - 0.7) < 3e-3
+    assert abs(out.mean() - 1.0) < 5e-3  # E[m / (1 − rate)] = 1: inverted dropout leaves the mean alone
+    columns = np.count_nonzero(out, axis=0) / 1000  # and no unit is favoured: every column near 0.7
+    assert np.abs(columns - 0.7).max() < 0.08
+
+
+def test_dropout_masks_come_from_the_seeded_generator():
+    x = np.ones((16, 4))
+    first = [training_dropout(0.5, seed=1).forward(x) for _ in range(2)]
+    assert_array_equal(first[0], first[1])  # same seed, same mask
+    assert not np.array_equal(first[0], training_dropout(0.5, seed=2).forward(x))
+    m = training_dropout(0.5, seed=1)
+    assert not np.array_equal(m.forward(x), m.forward(x))  # a new mask every batch
+    # float32 and float64 runs drop the same units (the mask is drawn as bits, not as floats)
+    assert_array_equal(training_dropout(0.5, seed=1, dtype=np.float32).forward(x.astype(np.float32)), first[0])
+
+
+def test_dropout_in_float32_makes_no_float64_temporary():
+    m = training_dropout(0.5, dtype=np.float32)
+    x = np.ones((500, 400), dtype=np.float32)
+    m.forward(x)  # allocates the reused mask buffer
+    tracemalloc.start()
+    try:
+        out = m.forward(x)
+        _, peak = tracemalloc.get_traced_memory()
+        back = m.backward(x)
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == back.dtype == m.gradient().dtype == np.float32
+    # 4 bytes per unit: the 32 random bits (freed once compared into the reused mask), then the output;
+    # a float64 temporary would need 8 (measured: 4.05 here, 12 for rng.random(shape).astype(np.float32))
+    assert peak < 6 * x.size
+
+
+def test_dropout_frozen_mask_is_reused_until_released():
+    m = training_dropout(0.5)
+    x = np.ones((8, 4))
+    m.freeze_mask()
+    first = m.forward(x)
+    assert_array_equal(m.forward(2 * x), 2 * first)
+    m.freeze_mask(False)
+    assert not np.array_equal(m.forward(x), first)
+
+
+def test_dropout_in_a_network_draws_only_in_training_mode():
+    rng = np.random.default_rng(0)
+    spec = [("fully_connected", {"units": 50}), ("dropout", {"rate": 0.5}), ("fully_connected", {"units": 2})]
+    net = Network(build_modules(spec, 3, rng=rng, noise=streams(0)["dropout"]), SquaredError())
+    x = rng.normal(size=(20, 3))
+    evaluated = net.forward(x)
+    assert_array_equal(net.forward(x), evaluated)  # evaluation mode (a network's default): deterministic
+    net.train()
+    assert not np.allclose(net.forward(x), evaluated)
+    assert_array_equal(net.eval().forward(x), evaluated)
+    assert net.generators() == [net.modules[1].noise]
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(1, "a number < 1, got 1"), (-0.1, "a number ≥ 0, got -0.1")])
+def test_dropout_rate_outside_zero_to_one_is_a_config_error_naming_the_key(rate, expected):
+    with pytest.raises(ConfigError, match=f"dropout.rate: expected {expected}"):
+        build_modules([("dropout", {"rate": rate})], 3)
 
 
 @pytest.mark.parametrize("shift", [0.0, 1000.0, -1000.0])

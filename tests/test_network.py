@@ -11,18 +11,25 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from nnctl.config import validate_config
 from nnctl.errors import ConfigError
-from nnctl.layers import LAYERS, Activation, FullyConnected, Input, Logistic, Module, ReLU
+from nnctl.layers import LAYERS, Activation, FullyConnected, Input, LeakyReLU, Logistic, Module, ReLU
 from nnctl.network import Network, build_modules, build_network
 from nnctl.objectives import OBJECTIVES, CrossEntropy, SquaredError
 from nnctl.optimizers import OPTIMIZERS
 
-OUTPUT_ACTIVATION = {"cross_entropy": "softmax", "log_loss": "logistic", "squared_error": "linear"}
+KINKED = (ReLU, LeakyReLU)  # activations whose derivative jumps at 0
+OBJECTIVE_KINKS = {"absolute_error": 0.0, "huber": 1.0}  # |y − ŷ| where the objective's derivative has a kink
+
+
+def output_activation(objective: str) -> str:
+    """The last layer an objective needs (linear for regression objectives, which take any)."""
+    return (OBJECTIVES[objective].output_layers or ("linear",))[0]
 
 
 def targets(objective: str, rng: np.random.Generator, N: int, K: int) -> np.ndarray:
-    if objective == "cross_entropy":
+    kind = OBJECTIVES[objective].targets
+    if kind == "classes":
         return np.eye(K)[rng.integers(0, K, size=N)]
-    if objective == "log_loss":
+    if kind == "binary":
         return rng.integers(0, 2, size=(N, K)).astype(float)
     return rng.normal(size=(N, K))
 
@@ -161,7 +168,8 @@ def test_a_float32_network_stays_float32(objective, optimizer):
     f32 = np.float32
     spec = [("input", {}), ("fully_connected", {"units": 5}), ("tanh", {}), ("fully_connected", {"units": 4})]
     spec += [("relu", {}), ("fully_connected", {"units": 4}), ("logistic", {}), ("linear", {}), ("softmax", {})]
-    spec += [("fully_connected", {"units": 3}), (OUTPUT_ACTIVATION[objective], {})]
+    spec += [("leaky_relu", {}), ("softplus", {}), ("dropout", {"rate": 0.5})]  # dropout: evaluation mode here
+    spec += [("fully_connected", {"units": 3}), (output_activation(objective), {})]
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(6, 4)).astype(f32), targets(objective, rng, 6, 3).astype(f32)
     net = Network(build_modules(spec, 4, dtype=f32, rng=np.random.default_rng(1)), OBJECTIVES[objective]())
@@ -207,7 +215,8 @@ def stacks(draw: st.DrawFn, objective: str) -> tuple[list[tuple[str, dict]], int
     for _ in range(draw(st.integers(0, 2))):
         spec += [("fully_connected", {"units": draw(st.integers(1, 6))}), (draw(st.sampled_from(ACTIVATIONS)), {})]
     K = draw(st.integers(2 if objective == "cross_entropy" else 1, 6))
-    last = OUTPUT_ACTIVATION[objective] if objective != "squared_error" else draw(st.sampled_from(ACTIVATIONS))
+    regression = OBJECTIVES[objective].targets == "values"
+    last = draw(st.sampled_from(ACTIVATIONS)) if regression else output_activation(objective)
     spec += [("fully_connected", {"units": K}), (last, {})]
     return spec, N, D, draw(st.integers(0, 2**32 - 1))
 
@@ -236,9 +245,11 @@ def test_whole_stack_gradients_match_central_differences(objective, data):
 
     h = X
     for module in modules:
-        if isinstance(module, ReLU):  # a step of 1e-5 moves these inputs by ~1e-4 at most: keep clear of the kink
+        if isinstance(module, KINKED):  # a step of 1e-5 moves these inputs by ~1e-4 at most: keep clear of the kink
             assume(np.abs(h).min() > 1e-3)
         h = module.forward(h)
+    if objective in OBJECTIVE_KINKS:  # and the objective's kink (|r| = 0 or δ) likewise
+        assume(np.abs(np.abs(Y - h) - OBJECTIVE_KINKS[objective]).min() > 1e-3)
     dX = net.backward(net.objective.gradient(Y, h))
     grads = {name: g.copy() for name, _, g in net.parameters()}
 

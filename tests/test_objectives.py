@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from nnctl.errors import ConfigError
-from nnctl.objectives import OBJECTIVES, CrossEntropy, LogLoss, SquaredError, objective_class
+from nnctl.objectives import OBJECTIVES, AbsoluteError, CrossEntropy, Huber, LogLoss, SquaredError, objective_class
 
 EPS = 1e-7
 
@@ -29,6 +29,42 @@ def test_squared_error_by_hand():
     # rows: (1−0)² + (2−4)² = 5 and 1 + 1 = 2; mean 3.5
     assert SquaredError().eval(y, yhat) == 3.5
     assert_array_equal(SquaredError().gradient(y, yhat), [[-2, 4], [2, 2]])  # −2 (y − ŷ)
+
+
+def test_absolute_error_by_hand():
+    y, yhat = a([1, 2, 3], [0, 0, 0]), a([0, 4, 3], [1, -0.5, 0])
+    # rows: |1| + |−2| + |0| = 3 and |−1| + |0.5| + 0 = 1.5; mean 2.25
+    assert AbsoluteError().eval(y, yhat) == 2.25
+    assert_array_equal(AbsoluteError().per_row(y, yhat), [3, 1.5])
+    # −sign(y − ŷ): y − ŷ = [1, −2, 0] and [−1, 0.5, 0]; 0 where ŷ = y
+    assert_array_equal(AbsoluteError().gradient(y, yhat), [[-1, 1, 0], [1, -1, 0]])
+
+
+def test_huber_by_hand():
+    y, yhat = a([0, 0, 0, 0]), a([0.5, -1, 3, -2.5])
+    # r = y − ŷ = [−0.5, 1, −3, 2.5], δ = 1: ½·0.25 = 0.125; |r| = δ is quadratic: ½; beyond: 1·(3 − ½) = 2.5 and
+    # 1·(2.5 − ½) = 2; row sum 0.125 + 0.5 + 2.5 + 2 = 5.125
+    assert Huber().eval(y, yhat) == 5.125
+    # −r inside: [0.5, −1]; −δ sign(r) outside: [1, −1]
+    assert_array_equal(Huber().gradient(y, yhat), [[0.5, -1, 1, -1]])
+    # δ = 2: ½·0.25 = 0.125 and ½·1 = 0.5 inside; 2·(3 − 1) = 4 and 2·(2.5 − 1) = 3 beyond; sum 7.625
+    wide = Huber(delta=2.0)
+    assert wide.eval(y, yhat) == 7.625
+    assert_array_equal(wide.gradient(y, yhat), [[0.5, -1, 2, -2]])
+
+
+@pytest.mark.parametrize("delta", [0.5, 1.0, 3.0])
+def test_huber_is_half_squared_error_within_delta_and_linear_beyond(delta):
+    """Within ±δ Huber is ½ of squared error (value and gradient); far out it grows like δ·|r|, as absolute error."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(20, 3))
+    near = y - rng.uniform(-delta, delta, size=y.shape)
+    assert_allclose(Huber(delta=delta).per_row(y, near), SquaredError().per_row(y, near) / 2, rtol=1e-14)
+    assert_allclose(Huber(delta=delta).gradient(y, near), SquaredError().gradient(y, near) / 2, rtol=1e-14)
+    far = y - rng.choice([-1, 1], size=y.shape) * rng.uniform(delta, 10 * delta, size=y.shape)
+    assert_allclose(Huber(delta=delta).gradient(y, far), delta * AbsoluteError().gradient(y, far), rtol=0)
+    shift = delta * delta / 2 * y.shape[1]  # δ(|r| − δ/2) summed over the 3 columns
+    assert_allclose(Huber(delta=delta).per_row(y, far), delta * AbsoluteError().per_row(y, far) - shift, rtol=1e-13)
 
 
 def test_log_loss_at_y0_yhat_02():
@@ -93,13 +129,23 @@ def test_epsilon_is_configurable():
 # ----------------------------------------------------------------------------- against central differences
 
 
+KINKS = {"absolute_error": 0.0, "huber": 1.0}  # |y − ŷ| where the derivative (or its derivative) jumps
+
+
 def targets_and_predictions(name: str, rng: np.random.Generator, N: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """y and ŷ where each objective is smooth: ŷ ∈ (0.05, 0.95) for log loss, (0.05, 1) for cross entropy."""
-    if name == "squared_error":
-        return rng.normal(size=(N, K)), rng.normal(size=(N, K))
-    if name == "log_loss":
+    """y and ŷ where each objective is smooth: ŷ ∈ (0.05, 0.95) for log loss, (0.05, 1) for cross entropy, and
+    |y − ŷ| at least 0.05 from a kink for absolute error and Huber."""
+    kind = OBJECTIVES[name].targets
+    if kind == "binary":
         return rng.integers(0, 2, size=(N, K)).astype(float), rng.uniform(0.05, 0.95, size=(N, K))
-    return np.eye(K)[rng.integers(0, K, size=N)], rng.dirichlet(np.ones(K), size=N) * 0.95 + 0.05
+    if kind == "classes":
+        return np.eye(K)[rng.integers(0, K, size=N)], rng.dirichlet(np.ones(K), size=N) * 0.95 + 0.05
+    y = rng.normal(size=(N, K))
+    if name not in KINKS:
+        return y, rng.normal(size=(N, K))
+    distance = rng.uniform(0.05, 1.5, size=(N, K)) * rng.choice([-1, 1], size=(N, K))  # from the kink, either side
+    r = np.abs(KINKS[name] + distance) * rng.choice([-1, 1], size=(N, K))
+    return y, y - r
 
 
 # h = 1e-5: truncation h²·f‴/6 and rounding u·|J|/h are both ~1e-10 relative for these well-scaled values.

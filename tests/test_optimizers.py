@@ -137,3 +137,74 @@ def test_unknown_optimizer_lists_every_valid_name():
         optimizer_class("rmsprop")
     assert "'rmsprop'" in str(err.value)
     assert all(name in str(err.value) for name in OPTIMIZERS)
+
+
+# ----------------------------------------------------------------------------- gradient clipping
+
+
+def test_clip_then_weight_decay_by_hand():
+    # g = ([3, 0], [4]): ‖g‖ = √(9 + 0 + 16) = 5 > C = 1, so g ← g · 1 / (5 + 1e-6) (torch's clip_grad_norm_);
+    # then weight decay g ← g + 0.5 p, then p ← p − 0.1 g:
+    #   3 / 5.000001 = 0.599999880000024 and 4 / 5.000001 = 0.799999840000032, so
+    #   p1 = [1, 2] − 0.1 · ([0.599999880000024, 0] + [0.5, 1]) = [0.8900000119999976, 1.9]
+    #   p2 = −2 − 0.1 · (0.799999840000032 − 1) = −1.9799999840000032
+    p1, p2 = np.array([[1.0, 2.0]]), np.array([[-2.0]])
+    opt = SGD(0.1, weight_decay=0.5, clip_norm=1.0)
+    opt.step([("a", p1, np.array([[3.0, 0.0]])), ("b", p2, np.array([[4.0]]))])
+    assert_allclose(p1, [[0.8900000119999976, 1.9]], rtol=1e-15)
+    assert_allclose(p2, [[-1.9799999840000032]], rtol=1e-15)
+    assert opt.grad_norm == 5.0  # before clipping
+    # decay first, then clip, would give ‖[3.5, 1, 3]‖ = √22.25 and p1[0] = 1 − 0.1 · 3.5 / 4.717 = 0.9258: far off
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_norm_within_clip_norm_changes_nothing(name):
+    rng = np.random.default_rng(4)
+    ps, clipped_ps = params(rng), None
+    grads = {key: 0.01 * rng.normal(size=p.shape) for key, p in ps.items()}  # ‖g‖ ≈ 0.03 < 1
+    clipped_ps = {key: p.copy() for key, p in ps.items()}
+    make(name, 0.05).step((key, ps[key], grads[key]) for key in ps)
+    clipped = OPTIMIZERS[name](LR, weight_decay=0.05, clip_norm=1.0, **HYPER[name])
+    clipped.step((key, clipped_ps[key], grads[key]) for key in ps)
+    for key in ps:
+        assert_array_equal(clipped_ps[key], ps[key])
+    assert clipped.grad_norm == pytest.approx(np.sqrt(sum(np.sum(g * g) for g in grads.values())), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_clipping_equals_the_update_with_gradients_scaled_to_norm_c(name):
+    rng = np.random.default_rng(5)
+    ps = params(rng)
+    grads = {key: 10 * rng.normal(size=p.shape) for key, p in ps.items()}
+    norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
+    scaled = {key: g * (2.0 / (norm + 1e-6)) for key, g in grads.items()}  # what clip_grad_norm_(·, 2.0) leaves
+    expected = {key: p.copy() for key, p in ps.items()}
+    for _ in range(2):
+        make(name).step((key, expected[key], scaled[key]) for key in ps)  # (a fresh optimiser each step: t = 1)
+        OPTIMIZERS[name](LR, clip_norm=2.0, **HYPER[name]).step((key, ps[key], grads[key]) for key in ps)
+    for key in ps:
+        assert_allclose(ps[key], expected[key], rtol=1e-14)
+
+
+def test_clipping_leaves_the_gradient_arrays_alone():
+    g = np.array([[30.0, 40.0]])
+    SGD(0.1, clip_norm=1.0, weight_decay=0.1).step([("w", np.zeros((1, 2)), g)])
+    assert_array_equal(g, [[30, 40]])
+
+
+def test_no_clip_norm_no_norm():
+    opt = SGD(0.1)
+    opt.step([("w", np.zeros(2), np.ones(2))])
+    assert opt.grad_norm is None  # computing it costs a pass over every gradient: only when clipping
+
+
+def test_end_epoch_steps_the_schedule():
+    from nnctl.schedules import StepDecay
+
+    opt = Adam(0.1)
+    opt.end_epoch(1.0)
+    assert opt.learning_rate == 0.1  # no schedule: constant
+    opt.schedule = StepDecay(0.1, step_size=1, gamma=0.5)
+    opt.end_epoch(1.0)
+    opt.end_epoch(1.0)
+    assert opt.learning_rate == 0.025

@@ -76,6 +76,9 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 # ----------------------------------------------------------------------------- library: exact resume
 
+DROPOUT_LAYERS = (
+    "[input, {fully_connected: {units: 16}}, tanh, {dropout: {rate: 0.4}}, {fully_connected: {units: 2}}, softmax]"
+)
 CASES = {
     "adam": [],
     "momentum": ["optimizer.name=momentum", "optimizer.learning_rate=0.02"],
@@ -90,6 +93,23 @@ CASES = {
         "optimizer.weight_decay=0.01",
         "optimizer.learning_rate=0.01",
     ],
+    "dropout": [f"layers={DROPOUT_LAYERS}"],
+    "dropout-float32-no-shuffle": [f"layers={DROPOUT_LAYERS}", "dtype=float32", "training.shuffle=false"],
+    "step": ["optimizer.schedule={name: step, step_size: 2, gamma: 0.5}"],
+    "exponential": ["optimizer.schedule={name: exponential, gamma: 0.7}"],
+    "cosine": ["optimizer.schedule={name: cosine, t_max: 3, min_lr: 0.001}"],
+    "plateau": ["optimizer.schedule={name: plateau, patience: 0, factor: 0.5, cooldown: 1}"],
+    "clip": ["optimizer.clip_norm=0.3"],
+    "huber-momentum-dropout-cosine-clip": [
+        f"layers={DROPOUT_LAYERS}",
+        "objective={huber: {delta: 0.5}}",
+        "layers.5=linear",
+        "layers.4.fully_connected.units=1",
+        "data.target=y",
+        "optimizer.name=momentum",
+        "optimizer.schedule={name: cosine, t_max: 5}",
+        "optimizer.clip_norm=1",
+    ],
 }
 
 
@@ -97,7 +117,7 @@ CASES = {
 @pytest.mark.parametrize("stop_after", [BATCHES + 3, 2 * BATCHES], ids=["mid-epoch", "epoch-boundary"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(cfg: Path, case: str, stop_after: int) -> None:
     overrides = CASES[case]
-    if case.startswith("regression"):
+    if "data.target=y" in overrides:
         write_csv(cfg.parent / "train.csv", 44, seed=1, noise=0.5, task="regression")
         write_csv(cfg.parent / "valid.csv", 40, seed=2, noise=0.5, task="regression")
     whole = train(load_config(cfg, overrides), out=cfg.parent / "whole")
@@ -118,6 +138,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(cfg: Path, case
     resumed = train(load_config(cfg, overrides), resume=cut.path)
     assert resumed.status == whole.status
     assert_same_run(whole.path, resumed.path)
+    rates = [row["learning_rate"] for row in whole.history]
+    if "schedule" in " ".join(overrides):  # the rate still changes after the interruption, so the state mattered
+        assert len(set(rates[stop_after // BATCHES :])) > 1, rates
+    if "clip_norm" in " ".join(overrides):
+        assert all(row["grad_norm"] > 0 for row in whole.history)
 
 
 def test_a_run_interrupted_twice_still_matches(cfg: Path) -> None:

@@ -66,7 +66,7 @@ def test_float32_config_trains_and_saves_float32(tmp_path: Path) -> None:
     run = train(load_config(write_toy(tmp_path / "toy.yaml", dtype="float32")), out=tmp_path / "run")
     arrays = model_arrays(run.path)
     assert {a.dtype for a in arrays.values()} == {np.dtype(np.float32)}
-    assert np.isfinite(losses(run.path).to_numpy(dtype=float)).all()
+    assert np.isfinite(losses(run.path).drop(columns="grad_norm").to_numpy(dtype=float)).all()  # no clip_norm
     assert load_run(run.path).network.dtype == np.float32
 
 
@@ -114,6 +114,88 @@ def test_a_large_tolerance_stops_after_the_second_epoch(tmp_path: Path) -> None:
     training = {"epochs": 50, "batch_size": 8, "tolerance": 100.0}
     result = train(load_config(write_toy(tmp_path / "tol.yaml", training=training)), out=tmp_path / "run")
     assert (result.status, result.epoch, len(losses(result.path))) == ("tolerance", 2, 2)
+
+
+# ----------------------------------------------------------------------------- dropout, schedules, clipping
+
+
+def dropout_layers(rate: float, hidden: int = 32) -> list[Any]:
+    return [
+        {"input": {"normalize": "zscore"}},
+        {"fully_connected": {"units": hidden}},
+        "tanh",
+        {"dropout": {"rate": rate}},
+        {"fully_connected": {"units": 2}},
+        "softmax",
+    ]
+
+
+def test_dropout_trains_with_masks_and_validates_without(tmp_path: Path) -> None:
+    cfg = write_toy(tmp_path / "drop.yaml", layers=dropout_layers(0.9), training={"epochs": 3, "batch_size": 8})
+    result = train(load_config(cfg), out=tmp_path / "run")
+    history = losses(result.path)
+    run = load_run(result.path)  # the last epoch's weights
+    valid = pd.read_csv(tmp_path / "valid.csv")
+    # the validation loss in the history is the model's loss without dropout, as `nnctl eval` computes it
+    assert history["validation_loss"].iloc[-1] == pytest.approx(run.evaluate(valid)["loss"], rel=1e-12)
+    # while the training loss saw 90 % of the hidden units dropped: far worse than the same weights without
+    assert history["train_loss"].iloc[-1] > run.evaluate(pd.read_csv(tmp_path / "train.csv"))["loss"]
+    no_dropout = train(load_config(cfg, ["layers.3.dropout.rate=0"]), out=tmp_path / "rate0")
+    assert not np.array_equal(model_arrays(no_dropout.path)["4.W"], model_arrays(result.path)["4.W"])
+    again = train(load_config(cfg), out=tmp_path / "again")  # same seed, same masks
+    assert model_arrays(again.path)["4.W"].tobytes() == model_arrays(result.path)["4.W"].tobytes()
+
+
+def test_dropout_rate_zero_changes_nothing_and_masks_do_not_move_other_streams(tmp_path: Path) -> None:
+    """Rate 0 trains exactly as no dropout layer (the masks' stream is separate: init and shuffling keep theirs)."""
+    plain = [layer for layer in dropout_layers(0.0) if not (isinstance(layer, dict) and "dropout" in layer)]
+    with_zero = train(load_config(write_toy(tmp_path / "z.yaml", layers=dropout_layers(0.0))), out=tmp_path / "z")
+    without = train(load_config(write_toy(tmp_path / "n.yaml", layers=plain)), out=tmp_path / "n")
+    a, b = model_arrays(with_zero.path), model_arrays(without.path)
+    assert a["1.W"].tobytes() == b["1.W"].tobytes() and a["4.W"].tobytes() == b["3.W"].tobytes()
+    assert losses(with_zero.path).equals(losses(without.path))
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_plateau_watches_the_validation_loss_else_the_training_loss(tmp_path: Path, validation: bool) -> None:
+    from nnctl.schedules import ReduceOnPlateau
+
+    write_csv(tmp_path / "train.csv", 40, seed=1, noise=1.5)  # noisy labels: validation loss soon rises
+    write_csv(tmp_path / "valid.csv", 40, seed=2, noise=1.5)
+    data = {"train": "train.csv", "target": "label"} | ({"validation": "valid.csv"} if validation else {})
+    schedule = {"name": "plateau", "factor": 0.5, "patience": 1, "threshold": 0.01}
+    cfg = write_toy(
+        tmp_path / "plateau.yaml",
+        data=data,
+        layers=dropout_layers(0.0),
+        optimizer={"name": "adam", "learning_rate": 0.05, "schedule": schedule},
+        training={"epochs": 40, "batch_size": 8},
+    )
+    history = losses(train(load_config(cfg), out=tmp_path / "run").path)
+    watched = history["validation_loss" if validation else "train_loss"].tolist()
+    replay = ReduceOnPlateau(0.05, factor=0.5, patience=1, threshold=0.01)
+    expected = [replay.learning_rate] + [replay.step(loss) for loss in watched[:-1]]
+    assert history["learning_rate"].tolist() == expected  # the rate each epoch used, bit for bit
+    assert len(set(expected)) > 2  # and it did reduce, more than once
+
+
+def test_grad_norm_is_the_mean_pre_clip_norm_of_the_epochs_steps(tmp_path: Path) -> None:
+    from nnctl.experiment import set_up
+    from nnctl.optimizers import global_norm
+
+    optimizer = {"name": "sgd", "learning_rate": 0.5, "clip_norm": 1e-3}  # binds at every step
+    cfg = load_config(
+        write_toy(tmp_path / "clip.yaml", optimizer=optimizer, training={"epochs": 2, "batch_size": None})
+    )
+    history = losses(train(cfg, out=tmp_path / "run").path)
+    setup = set_up(load_config(tmp_path / "clip.yaml"))  # the same initial weights
+    net, X, Y = setup.network, setup.train.X, setup.train.Y
+    net.backward(net.objective.gradient(Y, net.forward(X)))
+    first = global_norm(g for _, _, g in net.parameters())
+    assert history["grad_norm"].iloc[0] == pytest.approx(first, rel=1e-12)  # full batch: one step per epoch
+    assert first > 100 * 1e-3  # so it is the norm before clipping
+    # after one clipped step of length η·C = 5e-4 the weights barely moved: the next norm is nearly the same
+    assert history["grad_norm"].iloc[1] == pytest.approx(first, rel=1e-2)
 
 
 # ----------------------------------------------------------------------------- divergence
