@@ -49,7 +49,7 @@ class CheckpointState(Schema):
     data: dict[str, str | None] = Field(default_factory=dict)  # "train"/"validation" → sha256 of the file
     # dropout, schedules, clipping (absent from checkpoints written before them: the defaults)
     noise: list[dict[str, Any]] = Field(default_factory=list)  # states of the dropout generators
-    learning_rate: float | None = Field(None, gt=0)  # the next batch's rate
+    learning_rate: float | None = Field(None, ge=0)  # the next batch's rate (cosine reaches 0)
     schedule: dict[str, Any] | None = None  # the learning-rate schedule's state
     grad_norm_sum: float = Field(0.0, ge=0)  # Σ of this epoch's gradient norms so far
 

@@ -196,9 +196,11 @@ _EXPECTED = {
 }
 
 
-def _expected(kind: str, ctx: dict[str, Any], value: Any, msg: str) -> str:
+def _expected(kind: str, ctx: dict[str, Any], value: Any, msg: str, number: bool = False) -> str:
+    """What was expected, in words; `number`: the field takes any number, so an integer bound is not
+    "a positive integer"."""
     bound = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
-    if kind == "greater_than_equal" and ctx.get("ge") in (0, 1) and isinstance(value, int):
+    if kind == "greater_than_equal" and ctx.get("ge") in (0, 1) and isinstance(value, int) and not number:
         return "a positive integer" if ctx.get("ge") == 1 else "a non-negative integer"
     special = {
         "greater_than": "a positive number" if ctx.get("gt") == 0 else f"a number > {bound.get('gt')}",
@@ -262,7 +264,14 @@ def describe(err: Any, model: type[BaseModel], raw: Any = None, touched: frozens
             return f"{key}.{field}: {rest}{source}" if key else message
         return f"{key}: {message}{source}" if key else message
     hint = suggest(value, re.findall(r"'([^']*)'", str(ctx.get("expected", "")))) if kind == "literal_error" else ""
-    return f"{key}: expected {_expected(kind, ctx, value, err['msg'])}, got {shorten(value)}{source}{hint}"
+    number = _takes_floats(parent, loc[-1] if loc else None)
+    return f"{key}: expected {_expected(kind, ctx, value, err['msg'], number)}, got {shorten(value)}{source}{hint}"
+
+
+def _takes_floats(parent: Any, key: Any) -> bool:
+    """Whether the field `key` of the schema `parent` is typed float (e.g. `alpha: float`, given -1)."""
+    field = parent.model_fields.get(key) if isinstance(parent, type) and issubclass(parent, BaseModel) else None
+    return field is not None and float in _members(field.annotation)
 
 
 def _unknown_tag(key: str, ctx: dict[str, Any], value: Any, source: str) -> str:
