@@ -632,3 +632,18 @@ def test_train_quiet_prints_nothing(cases: dict[str, Case], capsys: pytest.Captu
         capsys, "train", cases["multi"].config, "--out", tmp_path / "run", "-q", "--set", "training.epochs=2"
     )
     assert code == 0 and out == "" and err == ""
+
+
+def test_train_lines_show_the_rate_once_a_schedule_changes_it_and_the_gradient_norm(
+    cases: dict[str, Case], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    schedule = "optimizer.schedule={name: step, step_size: 2, gamma: 0.5}"
+    sets = ["--set", "training.epochs=4", "--set", schedule, "--set", "optimizer.clip_norm=0.5"]
+    code, out, err = run_cli(capsys, "train", cases["multi"].config, "--out", tmp_path / "run", *sets)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 4
+    assert " lr " not in lines[0] and " lr " not in lines[1]  # 0.05 twice: nothing to show yet
+    assert "  lr 0.025  " in lines[2] and "  lr 0.025  " in lines[3]
+    assert all(re.search(r"  grad_norm \d", line) for line in lines)
+    assert "grad_norm" not in out[out.index("run ") :]  # not a "model" metric in the summary table

@@ -280,6 +280,25 @@ def test_set_below_a_value_that_is_not_a_mapping(work: Path, capsys: pytest.Capt
     assert_error(run_cli(capsys, "summary", path, "--set", "seed.x=1"), "seed: expected an integer", "(from --set)")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("optimizer.weight_decay", "-1", "optimizer.weight_decay: expected a number ≥ 0, got -1"),  # a float key
+        ("training.epochs", "-1", "training.epochs: expected a positive integer, got -1"),  # an integer key
+        ("optimizer.schedule", "{name: plateau, cooldown: -2}", "optimizer.schedule.cooldown: expected a non-negative"),
+        (
+            "optimizer.schedule",
+            "{name: plateau, min_lr: -2}",
+            "optimizer.schedule.min_lr: expected a number ≥ 0, got -2",
+        ),
+    ],
+)
+def test_a_bound_is_worded_for_the_keys_type(
+    work: Path, capsys: pytest.CaptureFixture[str], key: str, value: str, expected: str
+) -> None:
+    assert_error(run_cli(capsys, "summary", config(work), "--set", f"{key}={value}"), expected, "(from --set)")
+
+
 def test_set_objective_option_without_the_objective_name(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = config(work)  # objective: cross_entropy, a bare name
     assert_error(
