@@ -646,4 +646,4 @@ def test_train_lines_show_the_rate_once_a_schedule_changes_it_and_the_gradient_n
     assert " lr " not in lines[0] and " lr " not in lines[1]  # 0.05 twice: nothing to show yet
     assert "  lr 0.025  " in lines[2] and "  lr 0.025  " in lines[3]
     assert all(re.search(r"  grad_norm \d", line) for line in lines)
-    assert "grad_norm" not in out[out.index("run ") :]  # not a "model" metric in the summary table
+    assert "grad_norm" not in out[out.index("epochs ") :]  # not one of the model's numbers in the summary table
