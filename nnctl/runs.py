@@ -68,7 +68,7 @@ class RunRecord:
         metric = "rmse" if self.meta.get("task") == "regression" else "accuracy"  # as nnctl.task names it
         columns = ["train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}"]
         out.update(dict.fromkeys(columns))  # empty when no epoch finished
-        out.update({k: v for k, v in self.best.items() if k not in ("epoch", "learning_rate", "seconds")})
+        out.update({k: v for k, v in self.best.items() if k not in ("epoch", "learning_rate", "grad_norm", "seconds")})
         out["seconds"] = round(sum(r.get("seconds") or 0.0 for r in self.history), 3) if self.history else None
         return out
 
@@ -176,13 +176,16 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
     """Dotted keys whose value is not the same in every config (missing from one counts as differing). A key that
-    is a section elsewhere (`training.early_stopping`: null here, {patience: …} there) yields to the section's keys."""
+    is a section elsewhere (`training.early_stopping`: null here, {patience: …} there) yields to the section's keys,
+    unless it is a name somewhere (`layers.2: relu` there, `layers.2.leaky_relu.alpha` here)."""
     keys: dict[str, None] = {}
     for config in configs:
         keys.update(dict.fromkeys(config))
     missing = object()
     differing = [k for k in keys if len({json.dumps(c.get(k, missing), default=str) for c in configs}) > 1]
-    return [k for k in differing if not any(other.startswith(k + ".") for other in differing)]
+    # a bare name stays though (`layers.2: relu` against `layers.2.leaky_relu.alpha`): the layer itself changed
+    named = {k for k in differing if any(isinstance(c.get(k), str) for c in configs)}
+    return [k for k in differing if k in named or not any(other.startswith(k + ".") for other in differing)]
 
 
 def short_names(keys: list[str], taken: Iterable[str] = ()) -> dict[str, str]:

@@ -155,6 +155,9 @@ def test_differing_keys_and_short_names() -> None:
     b = flatten({"optimizer": {"lr": 0.1}, "layers": ["relu", {"fc": {"units": 4}}], "feats": ["x"], "es": {"p": 3}})
     assert a == {"optimizer.lr": 0.1, "layers.0": "relu", "layers.1.fc.units": 2, "feats": ["x", "y"], "es": None}
     assert differing_keys([a, b]) == ["layers.1.fc.units", "feats", "es.p"]  # `es` yields to `es.p`
+    fc = {"fc": {"units": 2}}
+    relu, leaky = flatten({"layers": [fc, "relu"]}), flatten({"layers": [fc, {"leaky_relu": {"alpha": 0.1}}]})
+    assert differing_keys([relu, leaky]) == ["layers.1", "layers.1.leaky_relu.alpha"]  # the layer's change shows
     assert short_names(["optimizer.lr", "layers.1.fc.units", "layers.3.fc.units", "layers.2"]) == {
         "optimizer.lr": "lr",
         "layers.1.fc.units": "layers.1.fc.units",  # never a bare list index such as `1.fc.units` or `2`
