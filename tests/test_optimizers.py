@@ -160,7 +160,7 @@ def test_clip_then_weight_decay_by_hand():
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_a_norm_within_clip_norm_changes_nothing(name):
     rng = np.random.default_rng(4)
-    ps, clipped_ps = params(rng), None
+    ps = params(rng)
     grads = {key: 0.01 * rng.normal(size=p.shape) for key, p in ps.items()}  # ‖g‖ ≈ 0.03 < 1
     clipped_ps = {key: p.copy() for key, p in ps.items()}
     make(name, 0.05).step((key, ps[key], grads[key]) for key in ps)
