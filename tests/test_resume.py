@@ -350,11 +350,20 @@ def console_script() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "nnctl"]
 
 
-def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path) -> None:
+REGULARISED = [  # dropout masks, a schedule whose state matters (plateau) and clipping
+    f"layers={DROPOUT_LAYERS}",
+    "optimizer.schedule={name: plateau, patience: 0, factor: 0.9}",
+    "optimizer.clip_norm=0.5",
+]
+
+
+@pytest.mark.parametrize("extra", [[], REGULARISED], ids=["plain", "dropout-plateau-clip"])
+def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path, extra: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS")}
     run = cfg.parent / "interrupted"
     # Far more epochs than can finish: the pipe fills after a few hundred unread lines and blocks the child.
-    command = [*console_script(), "train", str(cfg), "--out", str(run), "--set", "training.epochs=100000"]
+    sets = [a for o in extra for a in ("--set", o)]
+    command = [*console_script(), "train", str(cfg), "--out", str(run), *sets, "--set", "training.epochs=100000"]
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cfg.parent
     )
@@ -395,5 +404,5 @@ def test_ctrl_c_on_the_console_script_then_the_printed_resume_command(cfg: Path)
     shown = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch ")]
     assert shown == [f"{e}/{epochs}" for e in range(state["epoch"] + 1, epochs + 1)]  # it continues, not restarts
     # ... and compare with a run that was never interrupted.
-    whole = train(load_config(cfg, [f"training.epochs={epochs}"]), out=cfg.parent / "whole")
+    whole = train(load_config(cfg, [*extra, f"training.epochs={epochs}"]), out=cfg.parent / "whole")
     assert_same_run(whole.path, run)
