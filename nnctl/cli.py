@@ -162,21 +162,21 @@ def train(
 )
 def evaluate(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
-    csv: Annotated[Path, typer.Argument(metavar="CSV", help="Labelled CSV to evaluate on.")],
+    csv: Annotated[Path, typer.Argument(metavar="DATA", help="Labelled .csv, .csv.gz or .parquet to evaluate on.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     per_class: Annotated[
         bool, typer.Option("--per-class", help=f"The per-class table even for more than {20} classes.")
     ] = False,
 ) -> None:
-    """Loss and metrics of a trained model on a held-out CSV."""
-    from nnctl.data import read_csv
+    """Loss and metrics of a trained model on held-out data."""
+    from nnctl.loading import read_table
     from nnctl.provenance import is_training_file
     from nnctl.render import evaluation_tables
     from nnctl.run import load_run
 
     model = load_run(run)
     _note_unfinished(model.meta, run)
-    result = model.evaluate(read_csv(csv, "CSV"), str(csv))
+    result = model.evaluate(read_table(csv, "DATA"), str(csv))
     if is_training_file(model.meta, csv):
         err.print(
             f"warning: {csv} is byte-identical to the file {run} trained on; these are training scores, "
@@ -190,16 +190,16 @@ def evaluate(
         out.print(table)
 
 
-def _read_input(csv: Path, read_csv: Any) -> Any:
-    """The CSV at `csv`, or standard input for `-` (kept in a temporary file while it is parsed)."""
+def _read_input(csv: Path, read_table: Any) -> Any:
+    """The data file at `csv`, or a CSV on standard input for `-` (kept in a temporary file while it is parsed)."""
     if str(csv) != "-":
-        return read_csv(csv, "CSV")
+        return read_table(csv, "DATA")
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".csv") as copy:
         copy.write(sys.stdin.buffer.read())
         copy.flush()
-        return read_csv(Path(copy.name), "standard input")
+        return read_table(Path(copy.name), "standard input")
 
 
 def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
@@ -222,22 +222,22 @@ def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
 )
 def predict(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
-    csv: Annotated[Path, typer.Argument(metavar="CSV", help="CSV with the model's feature columns; - for stdin.")],
+    csv: Annotated[Path, typer.Argument(metavar="CSV", help=".csv, .csv.gz or .parquet with the model's features; - for a CSV on stdin.")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write to this CSV (default: stdout).")
     ] = None,
 ) -> None:
-    """Predictions for every row of a CSV (or of standard input)."""
+    """Predictions for every row of a data file (or of a CSV on standard input), as CSV."""
     import pandas as pd
 
-    from nnctl.data import read_csv
     from nnctl.errors import DataError
     from nnctl.files import write_output
+    from nnctl.loading import read_table
     from nnctl.run import load_run
 
     model = load_run(run)
     _note_unfinished(model.meta, run)
-    frame = _read_input(csv, read_csv)
+    frame = _read_input(csv, read_table)
     predictions = model.predict(frame, str(csv))
     taken = [c for c in predictions.columns if c in frame.columns]
     if taken:
@@ -469,6 +469,37 @@ def diff(
         return
     for part in diff_tables(result):
         out.print(part)
+
+
+cache_app = typer.Typer(
+    help="The data cache: binary copies of parsed data files (.nnctl-cache/ or $NNCTL_CACHE_DIR).",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls")
+def cache_ls(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """List the cache's entries: the file each came from, its shape, dtype and size on disk."""
+    from nnctl.cache import cache_dir, entries
+    from nnctl.render import cache_table
+
+    root = cache_dir()
+    found = entries(root)
+    if as_json:
+        _print_json({"cache": str(root), "entries": [e.to_dict() for e in found]})
+        return
+    out.print(cache_table(found, root))
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every entry of the cache (they are rebuilt when a file is next used)."""
+    from nnctl.cache import cache_dir, clear
+
+    root = cache_dir()
+    count, freed = clear(root)
+    out.print(f"removed {count} entr{'y' if count == 1 else 'ies'} ({freed / 1e6:,.1f} MB) from {root}")
 
 
 def _click() -> Any:

@@ -126,11 +126,14 @@ def _registered(base: type[SchemaT], key: tuple[Any, ...]) -> type[SchemaT]:
 
 
 class DataConfig(Schema):
-    train: Path = Field(strict=False, description="training CSV (relative to the config file)")
-    validation: Path | None = Field(None, strict=False, description="validation CSV")
+    train: Path = Field(strict=False, description="training data: .csv, .csv.gz or .parquet (relative to the config)")
+    validation: Path | None = Field(None, strict=False, description="validation data, in any of those formats")
     validation_split: float | None = Field(None, gt=0, lt=1, description="fraction of train held out")
     target: str | list[str] = Field(description="target column, or list of columns")
     features: list[str] | None = Field(None, min_length=1, description="feature columns; default all others")
+    cache: bool = Field(
+        True, description="keep a binary copy of each parsed file in .nnctl-cache/ (or $NNCTL_CACHE_DIR)"
+    )
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> DataConfig:

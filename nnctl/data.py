@@ -1,7 +1,8 @@
-"""CSV data with pandas: feature matrices, target encoding (docs/reference.md#config) and the validation split.
+"""Tabular data with pandas: feature matrices, target encoding (docs/reference.md#config) and the validation split.
 
 Every problem is a DataError naming the file, the column and the first offending row
-(rows are counted from 1 after the header; the file line is row + 1).
+(rows are counted from 1 after the header; in a CSV the file line is row + 1, in Parquet the row group
+is named instead: see nnctl.formats). Files are read whole or chunk by chunk by nnctl.loading.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nnctl.errors import DataError
+from nnctl.formats import RowText, csv_row
 from nnctl.objectives import objective_class
 from nnctl.schema import shorten, shorten_list
 from nnctl.task import Task
@@ -47,19 +49,28 @@ class Encoding:
         }
 
 
-@dataclass
 class Dataset:
-    """Arrays ready for a network: X (N, D), Y (N, K) in the model's encoding."""
+    """Arrays ready for a network: X (N, D), Y (N, K) in the model's encoding.
 
-    X: np.ndarray
-    Y: np.ndarray
-    source: str
+    X may be a view: `rows` (N,) picks this set's rows out of a larger stored `matrix` (M, D), perhaps
+    memory-mapped from the cache, so a validation split copies nothing big. The trainer gathers from
+    `matrix` through `rows`; `X` itself builds the (N, D) array, for small sets and tests.
+    """
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray, source: str, rows: np.ndarray | None = None) -> None:
+        self.matrix, self.Y, self.source, self.rows = X, Y, source, rows
+
+    @property
+    def X(self) -> np.ndarray:  # noqa: N802  (the SPEC's symbol)
+        return self.matrix if self.rows is None else self.matrix[self.rows]
 
     def __len__(self) -> int:
-        return len(self.X)
+        return len(self.Y)
 
     def subset(self, index: np.ndarray, source: str) -> Dataset:
-        return Dataset(self.X[index], self.Y[index], source)
+        """Rows `index` of this set, as a view of the same stored matrix (Y, small, is copied)."""
+        rows = index if self.rows is None else self.rows[index]
+        return Dataset(self.matrix, self.Y[index], source, rows)
 
 
 def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
@@ -125,47 +136,72 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: str, key: st
 
 
 def feature_matrix(
-    frame: pd.DataFrame, features: list[str], path: str, dtype: Any = np.float64, key: str = "data.features"
+    frame: pd.DataFrame,
+    features: list[str],
+    path: str,
+    dtype: Any = np.float64,
+    key: str = "data.features",
+    out: np.ndarray | None = None,
+    at: RowText = csv_row,
 ) -> np.ndarray:
-    """The feature columns as a (N, D) array; a missing or non-numeric value names column and row."""
+    """The feature columns as a C-ordered (N, D) array in `dtype`, written into `out` when given (a chunk's rows
+    of the final matrix). Column by column (`numeric_column`); a missing or non-numeric value names column and row."""
     _require_columns(frame, features, path, key)
-    sub = frame[features]
-    for column in features:
-        values = sub[column]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            numeric = pd.to_numeric(values, errors="coerce")
-            bad = numeric.isna() & values.notna()
-            if bad.any():
-                row = int(np.argmax(bad.to_numpy()))
-                found = values.iloc[row]
-                missing = isinstance(found, str) and found.strip().lower() in NA_SPELLINGS
-                raise DataError(
-                    f"{path}: column {column!r}, row {row + 1} (line {row + 2}): "
-                    f"expected a number, got {'a missing value ' if missing else ''}{_shown(found)}"
-                )
-    if not all(pd.api.types.is_numeric_dtype(sub[c]) for c in features):
-        sub = sub.apply(pd.to_numeric, errors="coerce")  # only blanks remain non-numeric here
-    with np.errstate(over="ignore", invalid="ignore"):  # a value too large for float32 becomes inf, reported below
-        # (N, D) in F order: with no dtype change this is a view of pandas' float block, not a copy
-        X = sub.to_numpy(dtype=dtype, na_value=np.nan)
+    X = np.empty((len(frame), len(features)), dtype=dtype) if out is None else out
+    for j, column in enumerate(features):
+        numeric_column(frame[column], column, path, X[:, j], at)
     finite = np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        value = sub[features[col]].iloc[row]
+        value = frame[features[col]].iloc[row]
         if pd.isna(value):
             expected, what = "a number", "a missing value"
         elif np.isfinite(float(value)):
-            expected, what = f"a number within {np.dtype(dtype).name} range (±{np.finfo(dtype).max:.3g})", _shown(value)
+            expected, what = f"a number within {X.dtype.name} range (±{np.finfo(X.dtype).max:.3g})", _shown(value)
         else:
             expected, what = "a finite number", _shown(value)
-        raise DataError(
-            f"{path}: column {features[col]!r}, row {row + 1} (line {row + 2}): expected {expected}, got {what}"
-        )
+        raise DataError(f"{path}: column {features[col]!r}, {at(row)}: expected {expected}, got {what}")
     return X
 
 
+def numeric_column(values: pd.Series, column: str, path: str, out: np.ndarray, at: RowText = csv_row) -> None:
+    """One column's values as numbers in `out`'s dtype (blanks become NaN): the per-column conversion step.
+    A value that is not a number names its row; one too large for the dtype becomes inf (reported by the caller)."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = numeric.isna() & values.notna()
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            found = values.iloc[row]
+            missing = isinstance(found, str) and found.strip().lower() in NA_SPELLINGS
+            raise DataError(
+                f"{path}: column {column!r}, {at(row)}: "
+                f"expected a number, got {'a missing value ' if missing else ''}{_shown(found)}"
+            )
+        values = numeric
+    with np.errstate(over="ignore", invalid="ignore"):  # a value too large for float32 becomes inf
+        out[...] = values.to_numpy(dtype=out.dtype, na_value=np.nan)
+
+
+def resolve_features(names: list[str], path: str, targets: list[str], features: list[str] | None) -> list[str]:
+    """The feature columns of a file with columns `names`: the given ones, or every column but the targets."""
+    header = pd.DataFrame(columns=names)
+    _require_columns(header, targets, path, "data.target")
+    if features is None:
+        features = [c for c in names if c not in targets]
+        if not features:
+            raise DataError(f"data.features: {path} has no columns besides the target(s) {targets}")
+    _require_columns(header, features, path, "data.features")
+    return list(features)
+
+
 def infer_encoding(
-    frame: pd.DataFrame, path: str, targets: list[str], features: list[str] | None, objective: str
+    frame: pd.DataFrame,
+    path: str,
+    targets: list[str],
+    features: list[str] | None,
+    objective: str,
+    at: RowText = csv_row,
 ) -> Encoding:
     """Decide feature columns and classes from the training file (the target rules of docs/reference.md#config)."""
     _require_columns(frame, targets, path, "data.target")
@@ -180,7 +216,7 @@ def infer_encoding(
             raise DataError(
                 f"data.target: {objective} takes one column of class labels, got {len(targets)} columns {targets}"
             )
-        column = _labels(frame, targets[0], path)
+        column = _labels(frame, targets[0], path, at)
         encoding.classes = _sorted_classes(column.unique())
         if len(encoding.classes) < 2:
             raise DataError(
@@ -188,7 +224,7 @@ def infer_encoding(
             )
     elif task.targets == "binary":
         if not task.multilabel:
-            column = _labels(frame, targets[0], path)
+            column = _labels(frame, targets[0], path, at)
             classes = _sorted_classes(column.unique())
             if set(classes) <= {0, 1} and all(not isinstance(c, str) for c in classes):
                 classes = [0, 1]
@@ -200,19 +236,19 @@ def infer_encoding(
             encoding.classes = classes
         else:
             for name in targets:
-                _check_binary(frame[name], name, path)
+                _check_binary(frame[name], name, path, at)
     else:
         for name in targets:
-            feature_matrix(frame, [name], path)  # numeric, finite
+            feature_matrix(frame, [name], path, at=at)  # numeric, finite
     return encoding
 
 
-def _labels(frame: pd.DataFrame, column: str, path: str) -> pd.Series:
+def _labels(frame: pd.DataFrame, column: str, path: str, at: RowText = csv_row) -> pd.Series:
     values = frame[column]
     missing = values.isna().to_numpy()
     if missing.any():
         row = int(np.argmax(missing))
-        raise DataError(f"{path}: column {column!r}, row {row + 1} (line {row + 2}): missing class label")
+        raise DataError(f"{path}: column {column!r}, {at(row)}: missing class label")
     if values.dtype == object or pd.api.types.is_string_dtype(values):
         values = values.astype(str).str.strip()  # "a" and "a " are one class
     return values
@@ -228,25 +264,30 @@ def _sorted_classes(values: Any) -> list[Any]:
     return sorted(str(v) for v in items)
 
 
-def _check_binary(values: pd.Series, column: str, path: str) -> None:
+def _check_binary(values: pd.Series, column: str, path: str, at: RowText = csv_row) -> None:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = ~numeric.isin([0, 1]).to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(
-            f"{path}: column {column!r}, row {row + 1} (line {row + 2}): log_loss over several columns "
+            f"{path}: column {column!r}, {at(row)}: log_loss over several columns "
             f"expects 0 or 1, got {_shown(values.iloc[row])}"
         )
 
 
 def encode_targets(
-    frame: pd.DataFrame, encoding: Encoding, path: str, dtype: Any = np.float64, key: str = "data.target"
+    frame: pd.DataFrame,
+    encoding: Encoding,
+    path: str,
+    dtype: Any = np.float64,
+    key: str = "data.target",
+    at: RowText = csv_row,
 ) -> np.ndarray:
     """Y (N, K): one-hot classes, 0/1 for binary log_loss, numeric columns for squared_error."""
     _require_columns(frame, encoding.targets, path, key)
     if encoding.classes:
         column = encoding.targets[0]
-        labels = _labels(frame, column, path)
+        labels = _labels(frame, column, path, at)
         classes = encoding.classes
         as_text = isinstance(classes[0], str)
         values = labels.astype(str) if as_text else pd.to_numeric(labels, errors="coerce")
@@ -255,7 +296,7 @@ def encode_targets(
         if unknown.any():
             row = int(np.argmax(unknown))
             raise DataError(
-                f"{path}: column {column!r}, row {row + 1} (line {row + 2}): label {_shown(labels.iloc[row])} "
+                f"{path}: column {column!r}, {at(row)}: label {_shown(labels.iloc[row])} "
                 f"is not one of the model's {shorten_list(classes, 'classes')}"
             )
         if encoding.task.targets == "binary":
@@ -265,8 +306,8 @@ def encode_targets(
         return Y
     if encoding.task.multilabel:
         for column in encoding.targets:
-            _check_binary(frame[column], column, path)
-    return feature_matrix(frame, encoding.targets, path, dtype, key)
+            _check_binary(frame[column], column, path, at)
+    return feature_matrix(frame, encoding.targets, path, dtype, key, at=at)
 
 
 def load_dataset(

@@ -19,11 +19,12 @@ import numpy as np
 from nnctl import provenance
 from nnctl.checkpoint import checkpoint_path, load_checkpoint, saved_data
 from nnctl.config import Config, load_config
-from nnctl.data import Dataset, Encoding, infer_encoding, load_dataset, read_csv, split
+from nnctl.data import Dataset, Encoding
 from nnctl.errors import ConfigError, DataError, DivergenceError, NnctlError, RunError
 from nnctl.files import file_sha256, read_json
 from nnctl.interrupt import SignalHandler
 from nnctl.layers import Input
+from nnctl.loading import load_data  # data files → arrays, chunk by chunk, through the data cache
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
 from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter
@@ -62,7 +63,7 @@ def set_up(config: Config) -> Setup:
     encoding, train, validation = load_data(config, rngs["split"])
     network = build_for_data(config, encoding, rngs["init"])
     if network.input is not None:
-        network.input.fit(train.X)  # statistics of the training rows only
+        network.input.fit(train.matrix, train.rows)  # statistics of the training rows only, in blocks
         _check_statistics(network.input, encoding.features, str(config.data.train))
     optimizer = OPTIMIZERS[config.optimizer.name].build(config.optimizer)
     return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"])
@@ -77,25 +78,6 @@ def _check_statistics(layer: Input, features: list[str], source: str) -> None:
             f"{source}: column {column!r}: its values are too large to standardise in {layer.state['std'].dtype} "
             "(the mean or standard deviation overflows); rescale the column"
         )
-
-
-def load_data(config: Config, split_rng: np.random.Generator) -> tuple[Encoding, Dataset, Dataset | None]:
-    """The encoding decided from the training file, the training set, and the validation set or split."""
-    data, dtype = config.data, np.dtype(config.dtype)
-    frame = read_csv(data.train, f"{config.source}: data.train")
-    encoding = infer_encoding(frame, str(data.train), data.targets, data.features, config.objective.kind)
-    train = load_dataset(data.train, encoding, dtype, frame)
-    if data.features is None:  # the resolved config names the columns it trained on
-        data.features = list(encoding.features)
-    if data.validation is not None:
-        frame = read_csv(data.validation, f"{config.source}: data.validation")
-        return encoding, train, load_dataset(data.validation, encoding, dtype, frame)
-    if data.validation_split:
-        # Stratified by class; several independent 0/1 columns have no single class to stratify by.
-        task = encoding.task
-        labels = task.labels(train.Y) if task.classification and not task.multilabel else None
-        return encoding, *split(train, data.validation_split, split_rng, labels)
-    return encoding, train, None
 
 
 def build_for_data(config: Config, encoding: Encoding, rng: np.random.Generator) -> Network:

@@ -15,6 +15,7 @@ schema (``Options``) and a ``build`` constructor, plus one line in ``LAYERS``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -118,18 +119,20 @@ class Input(Module):
     def shapes(cls, width: int, options: Any) -> tuple[int, dict[str, tuple[int, ...]]]:
         return width, {"mean": (1, width), "std": (1, width)}
 
-    def fit(self, x: np.ndarray) -> None:
-        """Fit μ and σ on training rows (σ of 0 → 1, so constant columns pass through centred)."""
+    def fit(self, x: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Fit μ and σ on training rows: x (N, D), or its rows `rows` (σ of 0 → 1, so constant columns pass
+        through centred). Float64 passes over blocks of rows: x (perhaps memory-mapped) is never copied whole."""
         if self.normalize == "none":
             return
-        x64 = np.asarray(x, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = x64.mean(axis=0, keepdims=True), x64.std(axis=0, keepdims=True)
-            huge = ~(np.isfinite(mean) & np.isfinite(std))[0]
+            mean, std = _moments(x, rows)
+            huge = ~(np.isfinite(mean) & np.isfinite(std))
             if huge.any():  # values near the float64 limit overflow the sums: scale those columns down first
-                scale = np.abs(x64[:, huge]).max(axis=0)
-                scaled = x64[:, huge] / scale
-                mean[:, huge], std[:, huge] = scaled.mean(axis=0) * scale, scaled.std(axis=0) * scale
+                scale = np.zeros(int(huge.sum()))
+                for block in _row_blocks(x, rows):
+                    scale = np.maximum(scale, np.abs(block[:, huge]).max(axis=0, initial=0.0))
+                scaled_mean, scaled_std = _moments(x, rows, huge, scale)
+                mean[huge], std[huge] = scaled_mean * scale, scaled_std * scale
         std[std == 0] = 1.0
         self.state["mean"][...] = mean
         self.state["std"][...] = std
@@ -150,6 +153,30 @@ class Input(Module):
 
     def config(self) -> dict[str, Any]:
         return {"normalize": self.normalize}
+
+
+def _moments(
+    x: np.ndarray, rows: np.ndarray | None, columns: np.ndarray | None = None, scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations (D,) of x's rows in float64: two passes over blocks of rows;
+    only `columns` (a mask), divided by `scale`, when given."""
+    n = len(x) if rows is None else len(rows)
+    total = np.zeros(x.shape[1] if columns is None else int(columns.sum()))
+    for block in _row_blocks(x, rows):
+        total += (block if columns is None else block[:, columns] / scale).sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros_like(mean)
+    for block in _row_blocks(x, rows):
+        deviation = (block if columns is None else block[:, columns] / scale) - mean  # (B, D) in float64
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    return mean, np.sqrt(squares / n)
+
+
+def _row_blocks(x: np.ndarray, rows: np.ndarray | None, size: int = 2**16) -> Iterator[np.ndarray]:
+    """x's rows (all, or `rows`) in blocks of `size`: views of x, or small gathered copies."""
+    n = len(x) if rows is None else len(rows)
+    for start in range(0, n, size):
+        yield x[start : start + size] if rows is None else x[rows[start : start + size]]
 
 
 class FullyConnected(Module):

@@ -353,3 +353,20 @@ def optimizer_text(options: dict[str, Any], rates: list[float] | None, watched: 
     else:
         text += f", on the {watched}"
     return text
+
+
+def cache_table(entries: list[Any], root: Any) -> Table | Text:
+    """`nnctl cache ls`: one row per entry, newest first, and the total size."""
+    if not entries:
+        return Text(f"the data cache {root} is empty")
+    total = sum(e.bytes for e in entries)
+    table = Table(title=f"data cache {root}: {len(entries)} entries, {total / 1e6:,.1f} MB", title_justify="left")
+    for col in ("entry", "source file", "rows × columns", "dtype", "size", "created"):
+        table.add_column(col, justify="right" if col in ("rows × columns", "size") else "left", overflow="fold")
+    for e in entries:
+        if e.source is None:
+            table.add_row(e.key[:12], "[yellow](unfinished or damaged: rebuilt when needed)", "", "", "", "")
+            continue
+        shape = f"{e.rows:,} × {e.columns}"
+        table.add_row(e.key[:12], e.source, shape, e.dtype, f"{e.bytes / 1e6:,.1f} MB", e.created.replace("T", " "))
+    return table

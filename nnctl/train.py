@@ -67,32 +67,36 @@ class Batches:
 
     The input layer is a fixed affine map applied here (same numbers as the network's own forward):
     to a small data set once, into a C-ordered copy; to a large one batch by batch, in the buffer.
+    A large X is never copied: batches are gathered from it where it lies (in memory, or memory-mapped
+    from the data cache), through the set's `rows` when it is a view (a validation split).
     The network then runs from `start`, past its input layer.
     """
 
     def __init__(self, network: Network, data: Dataset, batch_size: int | None) -> None:
         dtype = network.dtype
-        X = data.X.astype(dtype, copy=False)
         self.Y = np.ascontiguousarray(data.Y, dtype=dtype)
         self.normalize = network.input
         self.start = 0 if network.input is None else 1
-        if self.normalize is not None and X.nbytes <= NORMALIZE_ONCE_BYTES:
-            X = self.normalize.forward(X, out=np.empty(X.shape, dtype))
-            self.normalize = None
-        # take(out=...) copies the whole array first unless it is C-contiguous (pandas hands out F order):
-        # convert once here, never per batch; this is the one copy of a large data set that training makes.
-        self.X = np.ascontiguousarray(X)
-        self.rows = len(self.X)
+        X, self.index = data.matrix, None if data.rows is None else np.asarray(data.rows, dtype=np.intp)
+        if self.normalize is not None and len(data) * X.shape[1] * dtype.itemsize <= NORMALIZE_ONCE_BYTES:
+            X = self.normalize.forward(data.X.astype(dtype, copy=False), out=np.empty((len(data), X.shape[1]), dtype))
+            self.normalize, self.index = None, None
+        # take(out=...) copies the whole array first unless it is C-contiguous and of the buffer's dtype:
+        # the loader hands out exactly that, so this copies only arrays built some other way.
+        self.X = np.ascontiguousarray(X, dtype=dtype)
+        self.rows = len(data)
         self.size = min(batch_size or self.rows, self.rows)
         self.count = math.ceil(self.rows / self.size)
         self._x = np.empty((self.size, self.X.shape[1]), dtype=dtype)
         self._y = np.empty((self.size, self.Y.shape[1]), dtype=dtype)
+        self._i = np.empty(self.size, dtype=np.intp)
 
     def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows `index` as (x, y) views of the reused buffers (valid until the next gather)."""
         m = len(index)
         x, y = (self._x, self._y) if m == self.size else (self._x[:m], self._y[:m])
-        self.X.take(index, axis=0, out=x)
+        stored = index if self.index is None else self.index.take(index, out=self._i[:m])
+        self.X.take(stored, axis=0, out=x)
         self.Y.take(index, axis=0, out=y)
         if self.normalize is not None:
             self.normalize.forward(x, out=x)

@@ -16,3 +16,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if ONNX_LARGEST:
         error, where = max(ONNX_LARGEST)
         terminalreporter.write_line(f"largest onnxruntime-vs-nnctl difference {error:.3g} (tol 1e-05): {where}")
+
+
+@pytest.fixture(autouse=True)
+def _data_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own data cache outside its working directory (never the repository's .nnctl-cache/)."""
+    monkeypatch.setenv("NNCTL_CACHE_DIR", str(tmp_path_factory.mktemp("nnctl-cache")))

@@ -509,7 +509,7 @@ def test_eval_non_numeric_feature(run: Path, tmp_path: Path, capsys: pytest.Capt
 
 
 def test_eval_missing_csv_or_run(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert_error(run_cli(capsys, "eval", run, tmp_path / "nope.csv"), "CSV: file not found", "nope.csv")
+    assert_error(run_cli(capsys, "eval", run, tmp_path / "nope.csv"), "DATA: file not found", "nope.csv")
     assert_error(run_cli(capsys, "eval", tmp_path / "norun", tmp_path / "nope.csv"), "norun: run directory not found")
 
 

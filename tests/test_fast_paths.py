@@ -23,7 +23,7 @@ def test_features_keep_pandas_column_order_and_values() -> None:
     encoding = infer_encoding(frame, "digits", ["digit"], None, "cross_entropy")
     X = load_dataset("digits", encoding, np.float32, frame).X
     np.testing.assert_array_equal(X, frame[encoding.features].to_numpy(dtype=np.float32))
-    assert X.flags.f_contiguous  # the layout Input.fit's statistics were always computed on
+    assert X.flags.c_contiguous  # the layout the trainer gathers batches from without a copy
 
 
 def _train(dtype: str, X: np.ndarray, labels: np.ndarray, epochs: int = 2) -> list[np.ndarray]:

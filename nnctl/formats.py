@@ -1,0 +1,208 @@
+"""Data file formats: `.csv`, `.csv.gz` (any `.gz`: gzip-compressed CSV) and `.parquet`, read whole or in chunks.
+
+A chunk is a DataFrame of consecutive rows plus where they sit in the file, so every message can name the
+row as the user would find it: `row 7 (line 8)` in a CSV, `row 7 (row group 0)` in Parquet (row groups
+are numbered from 0, as pyarrow numbers them). Parquet needs pyarrow, the optional extra `nnctl[parquet]`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nnctl.errors import DataError
+
+CHUNK_CELLS = 4_000_000  # cells per chunk: about 32 MB of float64 values, whatever the width
+BLOCK = 8 * 2**20  # bytes per read when counting lines
+PARQUET_EXTRA = 'pip install "nnctl[parquet]"'
+
+# How a CSV is read, whole or in chunks. Only empty cells are missing: "None", "NA" or "null" can be real labels.
+CSV_OPTIONS: dict[str, Any] = {"skipinitialspace": True, "keep_default_na": False, "na_values": [""]}
+
+RowText = Callable[[int], str]  # a 0-based row (after the header) as a message names it
+
+
+def csv_row(row: int) -> str:
+    """A CSV row, counted from 1 after the header, and its line in the file."""
+    return f"row {row + 1} (line {row + 2})"
+
+
+def file_format(path: str | Path) -> str:
+    """ "parquet", "csv.gz" or "csv" (any other name is read as CSV), from the file name."""
+    name = str(path).lower()
+    if name.endswith(".parquet") or name.endswith(".pq"):
+        return "parquet"
+    return "csv.gz" if name.endswith(".gz") else "csv"
+
+
+@dataclass
+class Chunk:
+    """Consecutive rows of a file: `frame` holds rows `start` … `start + len(frame) − 1`."""
+
+    frame: pd.DataFrame
+    start: int
+    at: RowText  # names a row of the whole file (not of the chunk)
+
+    def local(self) -> RowText:
+        """Names the chunk's own row i (0-based) as a row of the file."""
+        return lambda i: self.at(self.start + i)
+
+
+def check_file(path: Path, what: str) -> None:
+    """A missing file, a directory or an unusable name is a DataError naming it."""
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, or holding a NUL byte
+        raise DataError(f"{what}: cannot open {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not exists:
+        raise DataError(f"{what}: file not found: {path}")
+    if is_dir:
+        raise DataError(f"{what}: {path} is a directory, expected a data file (.csv, .csv.gz or .parquet)")
+
+
+def columns(path: Path, what: str) -> list[str]:
+    """The file's column names, in order; a repeated name is a DataError."""
+    check_file(path, what)
+    if file_format(path) == "parquet":
+        names = list(_parquet_file(path, what).schema_arrow.names)
+        repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    else:
+        with csv_errors(path, what):
+            names = [str(c) for c in pd.read_csv(path, nrows=0, **CSV_OPTIONS).columns]
+            raw = list(pd.read_csv(path, header=None, nrows=1, dtype=str, **CSV_OPTIONS).iloc[0])
+        repeated = next((n for i, n in enumerate(raw) if isinstance(n, str) and n in raw[:i]), None)
+    if repeated is not None:
+        raise DataError(f"{what}: {path} has a repeated column name: {repeated!r}; expected unique names")
+    return names
+
+
+def chunks(path: Path, names: list[str], what: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
+    """The columns `names` of every row, chunk by chunk (`chunk_rows` rows each; default ≈ CHUNK_CELLS cells)."""
+    rows = chunk_rows or max(1024, CHUNK_CELLS // max(1, len(names)))
+    if file_format(path) == "parquet":
+        yield from _parquet_chunks(path, names, what, rows)
+        return
+    start = 0
+    # Every column is parsed (pandas' usecols would let a row with too many fields pass unnoticed).
+    with csv_errors(path, what), pd.read_csv(path, chunksize=rows, **CSV_OPTIONS) as reader:
+        for frame in reader:
+            yield Chunk(frame[names].reset_index(drop=True), start, csv_row)
+            start += len(frame)
+
+
+def row_text(path: Path, what: str) -> RowText:
+    """How messages name a row of this file: its CSV line, or its Parquet row group."""
+    if file_format(path) != "parquet":
+        return csv_row
+    metadata = _parquet_file(path, what).metadata
+    starts = [0]
+    for g in range(metadata.num_row_groups):
+        starts.append(starts[-1] + metadata.row_group(g).num_rows)
+
+    def at(row: int) -> str:
+        return f"row {row + 1} (row group {bisect.bisect_right(starts, row) - 1})"
+
+    return at
+
+
+def count_rows(path: Path, what: str) -> int:
+    """The rows of a file, or for a CSV an upper bound: its newlines + 1 (a .gz file is decompressed to count)."""
+    if file_format(path) == "parquet":
+        return int(_parquet_file(path, what).metadata.num_rows)
+    count = 1
+    with csv_errors(path, what), gzip.open(path, "rb") if file_format(path) == "csv.gz" else open(path, "rb") as file:
+        while block := file.read(BLOCK):
+            count += block.count(b"\n")
+    return count
+
+
+def read_whole(path: Path, what: str) -> pd.DataFrame:
+    """A Parquet file as one DataFrame (CSV files go through nnctl.data.read_csv)."""
+    check_file(path, what)
+    parquet = _parquet_file(path, what)
+    with parquet_errors(path, what):
+        table = _plain(parquet.read(use_threads=True))
+        return table.to_pandas()
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+@contextmanager
+def csv_errors(path: Path, what: str) -> Iterator[None]:
+    """pandas' and gzip's exceptions while reading a CSV, as DataErrors naming the file (and line)."""
+    try:
+        yield
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found:
+            expected, line, saw = found.groups()
+            raise DataError(
+                f"{what}: {path}, line {line}: expected {expected} fields like the header, got {saw}"
+            ) from None
+        raise DataError(f"{what}: {path} is not a valid CSV: {str(exc).strip()}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{what}: {path} is not UTF-8 text") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{what}: {path} is not a complete gzip file: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+# ----------------------------------------------------------------------------- Parquet
+
+
+def pyarrow_parquet() -> Any:
+    """pyarrow.parquet, or a DataError saying how to install it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"reading Parquet files needs pyarrow: {PARQUET_EXTRA}") from None
+    return pq
+
+
+@contextmanager
+def parquet_errors(path: Path, what: str) -> Iterator[None]:
+    import pyarrow as pa
+
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{what}: {path} is not a readable Parquet file: {exc}") from None
+
+
+def _parquet_file(path: Path, what: str) -> Any:
+    pq = pyarrow_parquet()
+    with parquet_errors(path, what):
+        return pq.ParquetFile(path)
+
+
+def _plain(table: Any) -> Any:
+    """Dictionary-encoded columns (pandas categoricals) as plain values, like a CSV's."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table
+
+
+def _parquet_chunks(path: Path, names: list[str], what: str, rows: int) -> Iterator[Chunk]:
+    parquet, at = _parquet_file(path, what), row_text(path, what)
+    start = 0
+    with parquet_errors(path, what):
+        for batch in parquet.iter_batches(batch_size=rows, columns=names, use_threads=True):
+            frame = _plain(batch).to_pandas()
+            yield Chunk(frame, start, at)
+            start += len(frame)

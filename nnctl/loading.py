@@ -1,0 +1,230 @@
+"""Data files into training arrays: parsed chunk by chunk straight into the final feature matrix, through the cache.
+
+The feature matrix is (N, D) in the config's dtype and C order from the start: each chunk's columns are
+converted into their rows of it (nnctl.data.feature_matrix), so no float64 copy of a float32 run and no
+second full-size copy to reorder it ever exists. With the cache on (nnctl.cache), the rows go straight
+to the cache entry on disk and training memory-maps it; with `data.cache: false`, into memory.
+Target columns are small: they are gathered whole and encoded as before (nnctl.data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from nnctl import formats
+from nnctl.cache import MEMO, EntryWriter, cache_dir, entry_key, file_sha256, lookup
+from nnctl.config import Config
+from nnctl.data import (
+    Dataset,
+    Encoding,
+    encode_targets,
+    feature_matrix,
+    infer_encoding,
+    read_csv,
+    resolve_features,
+    split,
+)
+from nnctl.errors import DataError
+from nnctl.formats import RowText
+
+
+@dataclass
+class LoadedFile:
+    """A data file's features (N, D) and raw target columns; `entry` is its cache folder, if any."""
+
+    path: Path
+    X: np.ndarray  # memory-mapped read-only when it came from (or went into) the cache
+    targets: pd.DataFrame
+    features: list[str]
+    at: RowText  # how messages name a row of this file
+    entry: Path | None = None
+
+    def dataset(self, encoding: Encoding) -> Dataset:
+        """The file encoded as the model expects."""
+        Y = encode_targets(self.targets, encoding, str(self.path), self.X.dtype, at=self.at)
+        return Dataset(self.X, Y, str(self.path))
+
+
+def read_table(path: str | Path, what: str = "data") -> pd.DataFrame:
+    """A whole data file (.csv, .csv.gz or .parquet) as a DataFrame, for eval and predict."""
+    path = Path(path)
+    if formats.file_format(path) == "parquet":
+        frame = formats.read_whole(path, what)
+        if len(frame) == 0:
+            raise DataError(f"{what}: {path} has no rows")
+        return frame
+    return read_csv(path, what)
+
+
+def load_file(
+    path: str | Path,
+    targets: list[str],
+    features: list[str] | None,
+    dtype: Any,
+    what: str = "data",
+    cache: Path | None = None,
+    chunk_rows: int | None = None,
+) -> LoadedFile:
+    """Features and target columns of a file: memory-mapped from the cache folder `cache` when it holds this
+    file's bytes, else parsed in chunks (into a new cache entry, or into memory when `cache` is None)."""
+    path = Path(path)
+    names = formats.columns(path, what)
+    features = resolve_features(names, str(path), targets, features)
+    at = formats.row_text(path, what)
+    if cache is None:
+        sink = MemorySink(formats.count_rows(path, what), len(features), dtype)
+        parsed = _parse(path, features, targets, what, sink, chunk_rows)
+        return LoadedFile(path, sink.finish(), decode_targets(parsed), features, at)
+    try:
+        sha = file_sha256(path, cache / MEMO)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) != path:  # the remembered hash could not be saved
+            raise _unusable(cache, exc) from None
+        raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    key = entry_key(sha, features, targets, dtype)
+    try:
+        entry = lookup(cache, key)
+        if entry is None:
+            meta = {
+                "source": str(path.resolve()),
+                "size": path.stat().st_size,
+                "features": features,
+                "targets": targets,
+            }
+            with EntryWriter(cache, key, meta, len(features), dtype) as writer:
+                packed = _parse(path, features, targets, what, writer, chunk_rows)
+                entry = lookup(cache, writer.finish(packed).name)
+    except OSError as exc:
+        raise _unusable(cache, exc) from None
+    if entry is None:
+        raise DataError(f"{what}: the cache entry made from {path} in {cache} did not read back; is the disk full?")
+    return LoadedFile(path, entry.X, decode_targets(entry.targets), features, at, entry.path)
+
+
+def _unusable(cache: Path, exc: OSError) -> DataError:
+    where = exc.filename or cache
+    return DataError(
+        f"data.cache: cannot use the cache folder {cache} ({where}: {exc.strerror or exc}); "
+        "set data.cache: false, or NNCTL_CACHE_DIR to a writable folder"
+    )
+
+
+class Sink(Protocol):
+    """Where parsed feature rows go: a (rows, D) block to fill, then `commit` it."""
+
+    def block(self, rows: int) -> np.ndarray: ...
+
+    def commit(self, rows: int) -> None: ...
+
+
+class MemorySink:
+    """The feature matrix in memory, allocated once for an upper bound of the rows and trimmed at the end."""
+
+    def __init__(self, rows: int, columns: int, dtype: Any) -> None:
+        self.X = np.empty((max(rows, 1), columns), dtype=dtype)
+        self.rows = 0
+
+    def block(self, rows: int) -> np.ndarray:
+        if self.rows + rows > len(self.X):  # the estimate was short (lines ended by a lone \r): grow
+            self.X.resize((max(self.rows + rows, len(self.X) * 3 // 2), self.X.shape[1]), refcheck=False)
+        return self.X[self.rows : self.rows + rows]
+
+    def commit(self, rows: int) -> None:
+        self.rows += rows
+
+    def finish(self) -> np.ndarray:
+        if self.rows < len(self.X):
+            self.X.resize((self.rows, self.X.shape[1]), refcheck=False)  # shrinks in place
+        return self.X
+
+
+def _parse(
+    path: Path, features: list[str], targets: list[str], what: str, sink: Sink, chunk_rows: int | None
+) -> dict[str, np.ndarray]:
+    """Every chunk's features into the sink's next rows; returns the target columns packed (`pack_targets`)."""
+    parts: list[pd.DataFrame] = []
+    source = str(path)
+    for chunk in formats.chunks(path, features + targets, what, chunk_rows):
+        rows = len(chunk.frame)
+        if rows == 0:  # a header-only file
+            continue
+        feature_matrix(chunk.frame, features, source, out=sink.block(rows), at=chunk.local())
+        sink.commit(rows)
+        parts.append(chunk.frame[targets].copy())
+    if sum(len(p) for p in parts) == 0:
+        raise DataError(f"{what}: {path} has a header but no rows")
+    frame = pd.concat(parts, ignore_index=True)
+    for name in targets:
+        kinds = {p[name].dtype.kind if isinstance(p[name].dtype, np.dtype) else "T" for p in parts}
+        if len(kinds) > 1 and not kinds <= set("iuf"):
+            # Chunks disagree (numbers in one, text in another): read it as text, as a whole-file read would.
+            frame[name] = _text_column(path, name, what)
+    return pack_targets(frame)
+
+
+def _text_column(path: Path, name: str, what: str) -> pd.Series:
+    with formats.csv_errors(path, what):
+        column = pd.read_csv(path, usecols=[name], dtype=str, **formats.CSV_OPTIONS)[name]
+    return column
+
+
+def pack_targets(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Target columns as arrays the cache can hold without pickling: numbers as they are, text as codes
+    into its distinct values (−1: missing). `decode_targets` gives back the columns as parsed."""
+    packed: dict[str, np.ndarray] = {}
+    for j, name in enumerate(frame.columns):
+        values = frame[name]
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
+            packed[f"values_{j}"] = values.to_numpy()
+        else:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            packed[f"codes_{j}"] = codes.astype(np.int64)
+            packed[f"labels_{j}"] = np.array([str(u) for u in uniques], dtype=str)
+        packed[f"name_{j}"] = np.array([str(name)])
+    return packed
+
+
+def decode_targets(packed: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The target columns `pack_targets` packed."""
+    columns: dict[str, Any] = {}
+    for j in range(sum(key.startswith("name_") for key in packed)):
+        name = str(packed[f"name_{j}"][0])
+        if f"values_{j}" in packed:
+            columns[name] = packed[f"values_{j}"]
+            continue
+        codes, labels = packed[f"codes_{j}"], packed[f"labels_{j}"].astype(object)
+        values = np.full(len(codes), np.nan, dtype=object)
+        present = codes >= 0
+        values[present] = labels[codes[present]]
+        columns[name] = pd.Series(values, dtype=str) if present.all() else pd.Series(values)
+    return pd.DataFrame(columns)
+
+
+def load_data(config: Config, split_rng: np.random.Generator) -> tuple[Encoding, Dataset, Dataset | None]:
+    """The encoding decided from the training file, the training set, and the validation set or split."""
+    data, dtype = config.data, np.dtype(config.dtype)
+    cache = cache_dir() if data.cache else None
+    train_file = load_file(data.train, data.targets, data.features, dtype, f"{config.source}: data.train", cache)
+    kind, source = config.objective.kind, str(data.train)
+    encoding = infer_encoding(train_file.targets, source, data.targets, train_file.features, kind, train_file.at)
+    train = train_file.dataset(encoding)
+    if data.features is None:  # the resolved config names the columns it trained on
+        data.features = list(encoding.features)
+    if data.validation is not None:
+        what = f"{config.source}: data.validation"
+        return (
+            encoding,
+            train,
+            load_file(data.validation, data.targets, encoding.features, dtype, what, cache).dataset(encoding),
+        )
+    if data.validation_split:
+        # Stratified by class; several independent 0/1 columns have no single class to stratify by.
+        task = encoding.task
+        labels = task.labels(train.Y) if task.classification and not task.multilabel else None
+        return encoding, *split(train, data.validation_split, split_rng, labels)
+    return encoding, train, None
