@@ -74,8 +74,9 @@ def file_sha256(path: str | Path, memo: Path | None = None) -> str:
     return sha
 
 
-def entry_key(sha256: str, features: list[str], targets: list[str], dtype: Any) -> str:
-    """The key of a file's entry: its content hash, the columns taken from it, the dtype, the layout."""
+def entry_key(sha256: str, features: list[str] | None, targets: list[str], dtype: Any) -> str:
+    """The key of a file's entry: its content hash, the columns taken from it (features None: all but the
+    targets), the dtype, the layout."""
     parts = {"sha256": sha256, "features": features, "targets": targets, "dtype": np.dtype(dtype).name}
     return hashlib.sha256(json.dumps({**parts, "layout": LAYOUT}, sort_keys=True).encode()).hexdigest()
 
@@ -101,6 +102,8 @@ def open_entry(path: Path, key: str | None = None) -> Entry | None:
         if len(targets_bytes) != meta["targets_bytes"] or zlib.crc32(targets_bytes) != meta["targets_crc32"]:
             return None
         shape, dtype = (meta["rows"], meta["columns"]), np.dtype(meta["dtype"])
+        if not isinstance(meta.get("features"), list) or len(meta["features"]) != shape[1]:
+            return None
         if (path / "features.npy").stat().st_size != HEADER_BYTES + shape[0] * shape[1] * dtype.itemsize:
             return None
         X = np.load(path / "features.npy", mmap_mode="r", allow_pickle=False)

@@ -99,17 +99,26 @@ def chunks(path: Path, names: list[str], what: str, chunk_rows: int | None = Non
             start += len(frame)
 
 
-def row_text(path: Path, what: str) -> RowText:
-    """How messages name a row of this file: its CSV line, or its Parquet row group."""
+def row_group_starts(path: Path, what: str) -> list[int] | None:
+    """The first row of each Parquet row group, and the row count last; None for a CSV."""
     if file_format(path) != "parquet":
-        return csv_row
+        return None
     metadata = _parquet_file(path, what).metadata
     starts = [0]
     for g in range(metadata.num_row_groups):
         starts.append(starts[-1] + metadata.row_group(g).num_rows)
+    return starts
+
+
+def row_text(path: Path, what: str, starts: list[int] | None = None) -> RowText:
+    """How messages name a row of this file: its CSV line, or its Parquet row group (from `starts`, as
+    `row_group_starts` gives them, when known)."""
+    if file_format(path) != "parquet":
+        return csv_row
+    bounds = starts if starts is not None else row_group_starts(path, what) or [0]
 
     def at(row: int) -> str:
-        return f"row {row + 1} (row group {bisect.bisect_right(starts, row) - 1})"
+        return f"row {row + 1} (row group {bisect.bisect_right(bounds, row) - 1})"
 
     return at
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nnctl import formats
-from nnctl.cache import MEMO, EntryWriter, cache_dir, entry_key, file_sha256, lookup
+from nnctl.cache import MEMO, Entry, EntryWriter, cache_dir, entry_key, file_sha256, lookup
 from nnctl.config import Config
 from nnctl.data import (
     Dataset,
@@ -73,37 +73,53 @@ def load_file(
     """Features and target columns of a file: memory-mapped from the cache folder `cache` when it holds this
     file's bytes, else parsed in chunks (into a new cache entry, or into memory when `cache` is None)."""
     path = Path(path)
-    names = formats.columns(path, what)
-    features = resolve_features(names, str(path), targets, features)
-    at = formats.row_text(path, what)
     if cache is None:
+        features = resolve_features(formats.columns(path, what), str(path), targets, features)
         sink = MemorySink(formats.count_rows(path, what), len(features), dtype)
         parsed = _parse(path, features, targets, what, sink, chunk_rows)
-        return LoadedFile(path, sink.finish(), decode_targets(parsed), features, at)
+        return LoadedFile(path, sink.finish(), decode_targets(parsed), features, formats.row_text(path, what))
+    formats.check_file(path, what)
     try:
         sha = file_sha256(path, cache / MEMO)
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename) != path:  # the remembered hash could not be saved
             raise _unusable(cache, exc) from None
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    # The key holds the columns as asked for (None: all but the targets), so a hit needs not even the header.
     key = entry_key(sha, features, targets, dtype)
     try:
-        entry = lookup(cache, key)
-        if entry is None:
-            meta = {
-                "source": str(path.resolve()),
-                "size": path.stat().st_size,
-                "features": features,
-                "targets": targets,
-            }
-            with EntryWriter(cache, key, meta, len(features), dtype) as writer:
-                packed = _parse(path, features, targets, what, writer, chunk_rows)
-                entry = lookup(cache, writer.finish(packed).name)
+        entry = lookup(cache, key) or _build(path, targets, features, dtype, what, cache, key, chunk_rows)
     except OSError as exc:
         raise _unusable(cache, exc) from None
+    at = formats.row_text(path, what, entry.meta.get("row_groups"))
+    return LoadedFile(path, entry.X, decode_targets(entry.targets), entry.meta["features"], at, entry.path)
+
+
+def _build(
+    path: Path,
+    targets: list[str],
+    features: list[str] | None,
+    dtype: Any,
+    what: str,
+    cache: Path,
+    key: str,
+    chunk_rows: int | None,
+) -> Entry:
+    """Parse the file into a new cache entry and open it."""
+    resolved = resolve_features(formats.columns(path, what), str(path), targets, features)
+    meta = {
+        "source": str(path.resolve()),
+        "size": path.stat().st_size,
+        "features": resolved,
+        "targets": targets,
+        "row_groups": formats.row_group_starts(path, what),
+    }
+    with EntryWriter(cache, key, meta, len(resolved), dtype) as writer:
+        packed = _parse(path, resolved, targets, what, writer, chunk_rows)
+        entry = lookup(cache, writer.finish(packed).name)
     if entry is None:
         raise DataError(f"{what}: the cache entry made from {path} in {cache} did not read back; is the disk full?")
-    return LoadedFile(path, entry.X, decode_targets(entry.targets), features, at, entry.path)
+    return entry
 
 
 def _unusable(cache: Path, exc: OSError) -> DataError:

@@ -355,18 +355,26 @@ def optimizer_text(options: dict[str, Any], rates: list[float] | None, watched: 
     return text
 
 
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} B"
+
+
 def cache_table(entries: list[Any], root: Any) -> Table | Text:
     """`nnctl cache ls`: one row per entry, newest first, and the total size."""
     if not entries:
         return Text(f"the data cache {root} is empty")
-    total = sum(e.bytes for e in entries)
-    table = Table(title=f"data cache {root}: {len(entries)} entries, {total / 1e6:,.1f} MB", title_justify="left")
-    for col in ("entry", "source file", "rows × columns", "dtype", "size", "created"):
-        table.add_column(col, justify="right" if col in ("rows × columns", "size") else "left", overflow="fold")
+    total = _bytes(sum(e.bytes for e in entries))
+    table = Table(title=f"data cache {root}: {len(entries)} entries, {total}", title_justify="left")
+    for col in ("entry", "size", "rows × columns", "dtype", "created"):
+        table.add_column(col, justify="right" if col in ("rows × columns", "size") else "left", no_wrap=True)
+    table.add_column("source file", overflow="fold", ratio=1)
     for e in entries:
         if e.source is None:
-            table.add_row(e.key[:12], "[yellow](unfinished or damaged: rebuilt when needed)", "", "", "", "")
+            table.add_row(e.key[:8], _bytes(e.bytes), "", "", "", "[yellow](unfinished or damaged: rebuilt when used)")
             continue
-        shape = f"{e.rows:,} × {e.columns}"
-        table.add_row(e.key[:12], e.source, shape, e.dtype, f"{e.bytes / 1e6:,.1f} MB", e.created.replace("T", " "))
+        created = e.created.replace("T", " ")[:16]
+        table.add_row(e.key[:8], _bytes(e.bytes), f"{e.rows:,} × {e.columns}", e.dtype, created, e.source)
     return table
