@@ -1,22 +1,29 @@
-"""Data at scale: load a generated CSV (1,000,000 rows × 50 numeric columns) and train one epoch on it.
+"""Data at scale: nnctl's loading of large CSV and Parquet files, first run and cached, against the bare readers.
 
-nnctl's loading path (nnctl.data.read_csv + infer_encoding + load_dataset, as
-nnctl.experiment.set_up calls them) is timed against a bare pandas.read_csv of the same
-file with every available engine (the fastest is the yardstick), and the peak memory of each
-(ru_maxrss of a fresh subprocess) is compared with the size of the float64 feature matrix.
-Then one epoch of training through nnctl.experiment.set_up + Trainer.fit, in its own subprocess.
+For each size (default 1,000,000 and 5,000,000 rows × 50 numeric columns and a 4-class label), each
+format (CSV, Parquet) and each dtype (float32, float64), every measurement runs in a fresh subprocess:
 
-    python benchmarks/bench_data.py             # 1,000,000 rows, 3 repeats
-    python benchmarks/bench_data.py --quick     # 100,000 rows, 1 repeat
-    python benchmarks/bench_data.py --keep DIR  # generate into DIR and keep the file
+- `bare`: pandas.read_csv (CSV) or pyarrow.parquet.read_table (Parquet) of the whole file: the yardstick.
+- `first`: `nnctl train`'s path with an empty data cache: nnctl.experiment.load_data (hash, chunked
+  parse into the cache entry, memory-map it), the input layer's statistics, one epoch (50-32-4, batch 128).
+- `cached`: the same again: the entry is found and memory-mapped (the file's hash is remembered).
+- `memory`: the same with `data.cache: false`: parsed into memory, nothing written.
 
-The CSV is generated into a temporary directory (never the repository) and removed afterwards.
+Peak RSS is VmHWM of the subprocess (like ru_maxrss), divided by the feature matrix in the run's dtype.
+The SPEC's targets: first run ≤ 2.5× the matrix; cached ≤ 1.3× + 150 MB; a cached load ≥ 10× faster than
+parsing; an epoch from the memory-mapped cache ≥ 0.9× the samples/s from memory.
+
+    python benchmarks/bench_data.py                        # 1M and 5M rows, CSV and Parquet, both dtypes
+    python benchmarks/bench_data.py --rows 2000000 --dtypes float32 --formats csv   # SPEC §11's case
+    python benchmarks/bench_data.py --quick                # 100,000 rows
+    python benchmarks/bench_data.py --keep DIR             # generate into DIR and keep the files
+
+Files are generated into a temporary directory (never the repository) and removed afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -53,34 +60,36 @@ def generate(path: Path, rows: int = 1_000_000, columns: int = 50, seed: int = 0
     return path
 
 
-def engines() -> list[str]:
-    """pandas.read_csv engines that can run here ("python" is never the fastest; not measured)."""
-    found = ["c"]
-    if importlib.util.find_spec("pyarrow") is not None:
-        found.append("pyarrow")
-    return found
+def to_parquet(csv: Path, path: Path, row_group: int = 500_000) -> Path:
+    """The same rows as Parquet (float64 features, int64 label), written in row groups of `row_group` rows."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    for frame in pd.read_csv(csv, chunksize=row_group):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+    return path
 
 
-def load_nnctl(path: Path) -> np.ndarray:
-    """nnctl's loading path for a training CSV, as nnctl.experiment.set_up runs it."""
-    from nnctl.data import infer_encoding, load_dataset, read_csv
+def load_nnctl(path: Path, dtype: str = "float64") -> np.ndarray:
+    """nnctl's loading of a training file without the cache (as `data.cache: false` does)."""
+    from nnctl.loading import load_file
 
-    frame = read_csv(path, "data.train")
-    encoding = infer_encoding(frame, str(path), [TARGET], None, "cross_entropy")
-    dataset = load_dataset(path, encoding, np.float64, frame)
-    return dataset.X
+    return np.asarray(load_file(path, [TARGET], None, np.dtype(dtype), "data.train", None).X)
 
 
-def train_nnctl(path: Path, run_dir: Path) -> dict[str, float]:
-    """set_up() (loading, z-score statistics) then one epoch of Trainer.fit, as `nnctl train` does."""
+def config_for(path: Path, dtype: str, cache: bool) -> Any:
     from nnctl.config import validate_config
-    from nnctl.experiment import set_up
-    from nnctl.train import Trainer
 
     raw = {
         "seed": 0,
-        "dtype": "float64",
-        "data": {"train": str(path), "target": TARGET},
+        "dtype": dtype,
+        "data": {"train": str(path), "target": TARGET, "cache": cache},
         "layers": [
             "input",
             {"fully_connected": {"units": 32}},
@@ -91,18 +100,34 @@ def train_nnctl(path: Path, run_dir: Path) -> dict[str, float]:
         "objective": "cross_entropy",
         "optimizer": {"name": "sgd", "learning_rate": 0.05},
         "training": {"epochs": 1, "batch_size": 128},
-        "output": str(run_dir),
     }
-    config = validate_config(raw, "bench_data")
+    return validate_config(raw, "bench_data")
+
+
+def train_nnctl(path: Path, dtype: str, cache: bool) -> dict[str, float]:
+    """`nnctl train`'s steps, timed: load_data, the input statistics, one epoch of Trainer.fit."""
+    from nnctl.experiment import build_for_data, load_data
+    from nnctl.optimizers import OPTIMIZERS
+    from nnctl.seeds import streams
+    from nnctl.train import Trainer
+
+    config = config_for(path, dtype, cache)
+    rngs = streams(config.seed)
     started = time.perf_counter()
-    setup = set_up(config)
+    encoding, train, _ = load_data(config, rngs["split"])
     loaded = time.perf_counter()
-    trainer = Trainer(setup.network, setup.optimizer, config.training, setup.shuffle_rng)
-    state = trainer.fit(setup.train)
+    network = build_for_data(config, encoding, rngs["init"])
+    network.input.fit(train.matrix, train.rows)
+    fitted = time.perf_counter()
+    optimizer = OPTIMIZERS[config.optimizer.name].build(config.optimizer)
+    state = Trainer(network, optimizer, config.training, rngs["shuffle"]).fit(train)
     done = time.perf_counter()
     return {
-        "prepare_seconds": loaded - started,
-        "train_seconds": done - loaded,
+        "load_seconds": loaded - started,
+        "fit_seconds": fitted - loaded,
+        "epoch_seconds": done - fitted,
+        "samples_per_second": len(train) / (done - fitted),
+        "memory_mapped": bool(isinstance(train.matrix, np.memmap)),
         "train_loss": state.history[-1]["train_loss"],
     }
 
@@ -120,173 +145,147 @@ def maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-class AnonymousPeak:
-    """Samples RssAnon (heap memory, without the file pages a memory-mapped read counts in RSS) every 2 ms."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    self.peak = max(self.peak, int(line.split()[1]) * 1024)
-        except OSError:
-            pass
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.002):
-            self._sample()
-
-    def __enter__(self) -> AnonymousPeak:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
-def worker(task: str, path: Path) -> dict[str, Any]:
-    if task == "generate":
-        rows, columns = (int(v) for v in os.environ["NNCTL_BENCH_SHAPE"].split("x"))
-        generate(path, rows, columns)
-        return {"task": task}
+def worker(task: str, path: Path, dtype: str) -> dict[str, Any]:
     import pandas as pd
 
-    import nnctl.data  # noqa: F401  (import cost outside the measurement, as for pandas)
+    import nnctl.experiment  # noqa: F401  (import cost outside the measurement, as for pandas)
 
-    baseline = maxrss_bytes()
-    with AnonymousPeak() as anonymous:
-        started = time.perf_counter()
-        if task.startswith("pandas-"):
-            frame = pd.read_csv(path, engine=task.removeprefix("pandas-"))
-            shape = frame.shape
-            result: dict[str, Any] = {}
-        elif task in ("nnctl-load", "nnctl-load-serial"):
-            threads = 1 if task == "nnctl-load-serial" else None  # None: pandas' default (parallel on large files)
-            with pd.option_context("mode.max_threads", threads):
-                X = load_nnctl(path)
-            shape = X.shape
-            result = {}
-        elif task == "nnctl-train":
-            with tempfile.TemporaryDirectory() as tmp:
-                result = train_nnctl(path, Path(tmp))
-            shape = None
-        else:
-            raise SystemExit(f"unknown task {task!r}")
-        seconds = time.perf_counter() - started
+    result: dict[str, Any] = {"task": task, "baseline_rss": maxrss_bytes()}
+    cpu = time.process_time()
+    started = time.perf_counter()
+    if task == "bare" and path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.read_table(path)
+    elif task == "bare":
+        pd.read_csv(path)
+    elif task == "sha256":
+        from nnctl.cache import file_sha256
+
+        file_sha256(path)
+    elif task in ("first", "cached", "memory"):
+        result.update(train_nnctl(path, dtype, cache=task != "memory"))
+    else:
+        raise SystemExit(f"unknown task {task!r}")
+    result.update(seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu, maxrss=maxrss_bytes())
+    return result
+
+
+def measure(task: str, path: Path, dtype: str, cache: Path) -> dict[str, Any]:
+    env = {**os.environ, "NNCTL_CACHE_DIR": str(cache)}
+    command = [sys.executable, __file__, "--worker", task, str(path), dtype]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{task} failed:\n{done.stderr}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"  {path.name} {dtype} {task}: {out['seconds']:.2f} s, peak RSS {out['maxrss'] / 1e6:,.0f} MB", file=sys.stderr
+    )
+    return out
+
+
+def bench_one(path: Path, rows: int, columns: int, dtype: str, cache: Path, repeats: int) -> dict[str, Any]:
+    """Every task on one file and dtype: bare read, first run (empty cache), cached runs, in-memory runs."""
+    shutil.rmtree(cache, ignore_errors=True)
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "first": [], "cached": [], "memory": []}
+    for _ in range(repeats):
+        runs["bare"].append(measure("bare", path, dtype, cache))
+    runs["first"].append(measure("first", path, dtype, cache))
+    for _ in range(repeats):
+        runs["cached"].append(measure("cached", path, dtype, cache))
+        runs["memory"].append(measure("memory", path, dtype, cache))
+    shutil.rmtree(cache, ignore_errors=True)
+    assert not runs["first"][0]["memory_mapped"] or all(r["memory_mapped"] for r in runs["cached"])
+
+    def median(task: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[task])
+
+    matrix = rows * columns * np.dtype(dtype).itemsize
     return {
-        "task": task,
-        "seconds": seconds,
-        "maxrss": maxrss_bytes(),
-        "anon_peak": anonymous.peak,
-        "baseline_rss": baseline,
-        "shape": shape,
-        **result,
+        "rows": rows,
+        "format": "Parquet" if path.suffix == ".parquet" else "CSV",
+        "dtype": dtype,
+        "file_mb": path.stat().st_size / 1e6,
+        "matrix_mb": matrix / 1e6,
+        "bare": median("bare", "seconds"),
+        "first_load": runs["first"][0]["load_seconds"],
+        "cached_load": median("cached", "load_seconds"),
+        "memory_load": median("memory", "load_seconds"),
+        "first_peak": runs["first"][0]["maxrss"] / matrix,
+        "cached_peak_mb": max(r["maxrss"] for r in runs["cached"]) / 1e6,
+        "cached_limit_mb": (1.3 * matrix + 150e6) / 1e6,
+        "memory_peak": max(r["maxrss"] for r in runs["memory"]) / matrix,
+        "bare_peak": max(r["maxrss"] for r in runs["bare"]) / matrix,
+        "baseline_mb": median("cached", "baseline_rss") / 1e6,
+        "cached_sps": median("cached", "samples_per_second"),
+        "memory_sps": median("memory", "samples_per_second"),
     }
 
 
-def measure(task: str, path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", task, str(path)], capture_output=True, text=True, cwd=ROOT, env=env
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{task} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| rows | format | dtype | matrix | bare read | first-run load (÷ bare) | cached load (first ÷ cached) "
+        "| first-run peak RSS ÷ matrix | cached peak RSS (limit) | no-cache peak ÷ matrix "
+        "| epoch samples/s: cache / memory (ratio) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        first_ok = "✓" if r["first_peak"] <= 2.5 else "✗"
+        cached_ok = "✓" if r["cached_peak_mb"] <= r["cached_limit_mb"] else "✗"
+        speed = r["first_load"] / r["cached_load"]
+        ratio = r["cached_sps"] / r["memory_sps"]
+        lines.append(
+            f"| {r['rows']:,} | {r['format']} | {r['dtype']} | {r['matrix_mb']:,.0f} MB | {r['bare']:.2f} s "
+            f"| {r['first_load']:.2f} s ({r['first_load'] / r['bare']:.2f}×) "
+            f"| {r['cached_load']:.3f} s ({speed:.0f}× {'✓' if speed >= 10 else '✗'}) "
+            f"| {r['first_peak']:.2f}× {first_ok} "
+            f"| {r['cached_peak_mb']:,.0f} MB ({r['cached_limit_mb']:,.0f}) {cached_ok} "
+            f"| {r['memory_peak']:.2f}× | {r['cached_sps']:,.0f} / {r['memory_sps']:,.0f} "
+            f"({ratio:.2f}× {'✓' if ratio >= 0.9 else '✗'}) |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", nargs=2, metavar=("TASK", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("TASK", "PATH", "DTYPE"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="smoke run: 100,000 rows, 1 repeat")
-    parser.add_argument("--rows", type=int, default=None, help="rows to generate (default 1,000,000)")
+    parser.add_argument("--rows", type=int, nargs="+", default=None, help="sizes (default 1,000,000 5,000,000)")
     parser.add_argument("--columns", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=None, help="measurements per task (default 3; --quick: 1)")
-    parser.add_argument("--keep", type=Path, default=None, help="generate into this directory and keep the CSV")
+    parser.add_argument("--formats", nargs="+", default=["csv", "parquet"], choices=["csv", "parquet"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--repeats", type=int, default=None, help="bare/cached/memory runs each (default 2)")
+    parser.add_argument("--keep", type=Path, default=None, help="generate into this directory and keep the files")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], Path(args.worker[1]))))
+        print(json.dumps(worker(args.worker[0], Path(args.worker[1]), args.worker[2])))
         return
-    rows = args.rows or (100_000 if args.quick else 1_000_000)
-    repeats = args.repeats or (1 if args.quick else 3)
+    sizes = args.rows or ([100_000] if args.quick else [1_000_000, 5_000_000])
+    repeats = args.repeats or (1 if args.quick else 2)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="nnctl-bench-data-"))
     folder.mkdir(parents=True, exist_ok=True)
+    results = []
     try:
-        path = folder / f"bench_{rows}x{args.columns}.csv"
-        if not path.exists():
-            started = time.perf_counter()
-            measure(
-                "generate", path, {**os.environ, "NNCTL_BENCH_SHAPE": f"{rows}x{args.columns}"}
-            )  # keeps this process small
-            print(
-                f"generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f} s",
-                flush=True,
-            )
-        matrix = rows * args.columns * 8  # the float64 feature matrix
-        tasks = [f"pandas-{e}" for e in engines()] + ["nnctl-load", "nnctl-load-serial", "nnctl-train"]
-        runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tasks}
-        for rep in range(repeats):
-            for task in tasks:
-                out = measure(task, path)
-                runs[task].append(out)
-                print(
-                    f"  {task:<14} run {rep + 1}: {out['seconds']:.2f} s, peak RSS {out['maxrss'] / 1e6:,.0f} MB",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        missing = "" if "pandas-pyarrow" in runs else " (pyarrow is not installed: the C engine is the fastest here)"
-        fastest = min(
-            (t for t in tasks if t.startswith("pandas-")),
-            key=lambda t: statistics.median(r["seconds"] for r in runs[t]),
-        )
-        base = statistics.median(r["seconds"] for r in runs[fastest])
-        print()
-        print(
-            f"{rows:,} rows × {args.columns} columns, {path.stat().st_size / 1e6:,.0f} MB of CSV; "
-            f"float64 feature matrix {matrix / 1e6:,.0f} MB; yardstick: {fastest}{missing}"
-        )
-        print()
-        print(
-            "| task | seconds (median) | ÷ fastest bare read | peak RSS | ÷ feature matrix "
-            "| peak anonymous memory | ÷ feature matrix | RSS before reading |"
-        )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for task in tasks:
-            seconds = statistics.median(r["seconds"] for r in runs[task])
-            peak = max(r["maxrss"] for r in runs[task])
-            anon = max(r["anon_peak"] for r in runs[task])
-            baseline = statistics.median(r["baseline_rss"] for r in runs[task])
-            print(
-                f"| {task} | {seconds:.2f} | {seconds / base:.2f}× | {peak / 1e6:,.0f} MB | {peak / matrix:.2f}× "
-                f"| {anon / 1e6:,.0f} MB | {anon / matrix:.2f}× | {baseline / 1e6:,.0f} MB |"
-            )
-        print()
-        print(
-            "peak RSS (VmHWM, like ru_maxrss) also counts the CSV's own pages while a reader memory-maps the file "
-            "(pandas ≥ 3.1 parses a large local file in parallel threads over a memory map); "
-            "peak anonymous memory is RssAnon sampled every 2 ms: the arrays alone. "
-            "nnctl-load-serial: the same with pandas' option mode.max_threads=1 (one thread, no memory map)."
-        )
-        train = runs["nnctl-train"]
-        print()
-        print(
-            "nnctl-train: set_up (load + z-score statistics) "
-            f"{statistics.median(r['prepare_seconds'] for r in train):.2f} s, "
-            f"one epoch {statistics.median(r['train_seconds'] for r in train):.2f} s "
-            f"({rows / statistics.median(r['train_seconds'] for r in train):,.0f} samples/s, batch 128, 50-32-4)."
-        )
-        load = statistics.median(r["seconds"] for r in runs["nnctl-load"]) / base
-        peak = max(r["maxrss"] for r in runs["nnctl-load"]) / matrix
-        print(
-            f"targets: loading ≤ 1.5× the bare read: {load:.2f}× {'✓' if load <= 1.5 else '✗'}; "
-            f"loading peak memory ≤ 3× the feature matrix: {peak:.2f}× {'✓' if peak <= 3 else '✗'}"
-        )
+        for rows in sizes:
+            csv = folder / f"bench_{rows}x{args.columns}.csv"
+            if not csv.exists():
+                generate(csv, rows, args.columns)
+            files = {"csv": csv}
+            if "parquet" in args.formats:
+                files["parquet"] = csv.with_suffix(".parquet")
+                if not files["parquet"].exists():
+                    to_parquet(csv, files["parquet"])
+            for fmt in args.formats:
+                for dtype in args.dtypes:
+                    results.append(bench_one(files[fmt], rows, args.columns, dtype, folder / "cache", repeats))
+                    print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+            if args.keep is None:
+                for path in files.values():
+                    path.unlink()
+        print(table(results))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)

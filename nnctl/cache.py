@@ -178,9 +178,10 @@ class EntryWriter:
         self.dtype, self.columns, self.rows, self.crc = np.dtype(dtype), columns, 0, 0
         self.tmp = root / f".tmp-{key[:16]}-{uuid.uuid4().hex[:12]}"
         self.tmp.mkdir()
-        self.file = open(self.tmp / "features.npy", "wb")  # noqa: SIM115  (closed in finish or __exit__)
+        self.file = open(self.tmp / "features.npy", "w+b")  # noqa: SIM115  (closed in finish or __exit__)
         self.file.write(_npy_header(self.dtype, (0, columns)))
         self._buffer = np.empty((0, columns), dtype=self.dtype)
+        self._map: np.memmap | None = None
 
     def block(self, rows: int) -> np.ndarray:
         """A (rows, D) buffer for the next rows; `commit` writes it."""
@@ -194,8 +195,21 @@ class EntryWriter:
         self.crc = zlib.crc32(data, self.crc)
         self.rows += rows
 
+    def matrix(self, rows: int) -> np.ndarray:
+        """Instead of blocks: the whole (rows, D) matrix as a writable map of the entry's file (Parquet is written
+        column by column). Its pages are the file's: they count once, as the mapped copy training reads."""
+        self.file.truncate(HEADER_BYTES + rows * self.columns * self.dtype.itemsize)
+        self.file.flush()
+        self._map = np.memmap(self.file, self.dtype, "r+", HEADER_BYTES, (rows, self.columns))
+        self.rows = rows
+        return self._map
+
     def finish(self, targets: dict[str, np.ndarray]) -> Path:
         """Write the header, the targets and entry.json, flush them to disk and rename the folder into place."""
+        if self._map is not None:
+            self._map.flush()
+            self.crc = _crc32(self._map)
+            self._map = None
         self.file.seek(0)
         self.file.write(_npy_header(self.dtype, (self.rows, self.columns)))
         self.file.flush()

@@ -488,8 +488,10 @@ def cache_ls(as_json: Annotated[bool, typer.Option("--json", help="Print one JSO
     found = entries(root)
     if as_json:
         _print_json({"cache": str(root), "entries": [e.to_dict() for e in found]})
-        return
-    out.print(cache_table(found, root))
+    elif not found:
+        out.print(f"the data cache {root} is empty", soft_wrap=True, markup=False)
+    else:
+        out.print(cache_table(found, root))
 
 
 @cache_app.command("clear")
@@ -499,7 +501,7 @@ def cache_clear() -> None:
 
     root = cache_dir()
     count, freed = clear(root)
-    out.print(f"removed {count} entr{'y' if count == 1 else 'ies'} ({freed / 1e6:,.1f} MB) from {root}")
+    out.print(f"removed {count} entr{'y' if count == 1 else 'ies'} ({freed / 1e6:,.1f} MB) from {root}", soft_wrap=True)
 
 
 def _click() -> Any:

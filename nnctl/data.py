@@ -153,20 +153,28 @@ def feature_matrix(
     finite = np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        value = frame[features[col]].iloc[row]
-        if pd.isna(value):
-            expected, what = "a number", "a missing value"
-        elif np.isfinite(float(value)):
-            expected, what = f"a number within {X.dtype.name} range (±{np.finfo(X.dtype).max:.3g})", _shown(value)
-        else:
-            expected, what = "a finite number", _shown(value)
-        raise DataError(f"{path}: column {features[col]!r}, {at(row)}: expected {expected}, got {what}")
+        name = features[col]
+        raise not_finite(frame[name].iloc[row], f"{path}: column {name!r}, {at(row)}", X.dtype)
     return X
 
 
-def numeric_column(values: pd.Series, column: str, path: str, out: np.ndarray, at: RowText = csv_row) -> None:
-    """One column's values as numbers in `out`'s dtype (blanks become NaN): the per-column conversion step.
-    A value that is not a number names its row; one too large for the dtype becomes inf (reported by the caller)."""
+def not_finite(value: Any, where: str, dtype: np.dtype) -> DataError:
+    """The error for a cell that is missing, infinite or too large for `dtype` (`where` names file, column, row)."""
+    if pd.isna(value):
+        expected, what = "a number", "a missing value"
+    elif np.isfinite(float(value)):
+        expected, what = f"a number within {dtype.name} range (±{np.finfo(dtype).max:.3g})", _shown(value)
+    else:
+        expected, what = "a finite number", _shown(value)
+    return DataError(f"{where}: expected {expected}, got {what}")
+
+
+def numeric_column(
+    values: pd.Series, column: str, path: str, out: np.ndarray, at: RowText = csv_row, finite: bool = False
+) -> None:
+    """One column's values as numbers in `out`'s dtype: the per-column conversion step. A value that is not a
+    number names its row; a blank (NaN), or one too large for the dtype (inf), is reported here when `finite`,
+    else by the caller."""
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         numeric = pd.to_numeric(values, errors="coerce")
         bad = numeric.isna() & values.notna()
@@ -181,6 +189,11 @@ def numeric_column(values: pd.Series, column: str, path: str, out: np.ndarray, a
         values = numeric
     with np.errstate(over="ignore", invalid="ignore"):  # a value too large for float32 becomes inf
         out[...] = values.to_numpy(dtype=out.dtype, na_value=np.nan)
+    if finite:
+        ok = np.isfinite(out)
+        if not ok.all():
+            row = int(np.argmin(ok))
+            raise not_finite(values.iloc[row], f"{path}: column {column!r}, {at(row)}", out.dtype)
 
 
 def resolve_features(names: list[str], path: str, targets: list[str], features: list[str] | None) -> list[str]:

@@ -85,12 +85,10 @@ def columns(path: Path, what: str) -> list[str]:
     return names
 
 
-def chunks(path: Path, names: list[str], what: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
-    """The columns `names` of every row, chunk by chunk (`chunk_rows` rows each; default ≈ CHUNK_CELLS cells)."""
+def csv_chunks(path: Path, names: list[str], what: str, chunk_rows: int | None = None) -> Iterator[Chunk]:
+    """The columns `names` of every row of a CSV (or .gz), chunk by chunk (`chunk_rows` rows each; by default
+    about CHUNK_CELLS cells)."""
     rows = chunk_rows or max(1024, CHUNK_CELLS // max(1, len(names)))
-    if file_format(path) == "parquet":
-        yield from _parquet_chunks(path, names, what, rows)
-        return
     start = 0
     # Every column is parsed (pandas' usecols would let a row with too many fields pass unnoticed).
     with csv_errors(path, what), pd.read_csv(path, chunksize=rows, **CSV_OPTIONS) as reader:
@@ -194,7 +192,8 @@ def parquet_errors(path: Path, what: str) -> Iterator[None]:
 def _parquet_file(path: Path, what: str) -> Any:
     pq = pyarrow_parquet()
     with parquet_errors(path, what):
-        return pq.ParquetFile(path)
+        # Read column chunks as they are decoded (no pre-buffering of a whole row group's bytes).
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=2**20)
 
 
 def _plain(table: Any) -> Any:
@@ -207,11 +206,28 @@ def _plain(table: Any) -> Any:
     return table
 
 
-def _parquet_chunks(path: Path, names: list[str], what: str, rows: int) -> Iterator[Chunk]:
-    parquet, at = _parquet_file(path, what), row_text(path, what)
+@dataclass
+class RowGroup:
+    """One row group of a Parquet file: rows `start` … `start + rows − 1`, read a few columns at a time."""
+
+    file: Any  # pyarrow.parquet.ParquetFile
+    index: int
+    start: int
+    rows: int
+    path: Path
+    what: str
+
+    def read(self, names: list[str]) -> pd.DataFrame:
+        with parquet_errors(self.path, self.what):
+            return _plain(self.file.read_row_group(self.index, columns=names, use_threads=False)).to_pandas()
+
+
+def row_groups(path: Path, what: str) -> Iterator[RowGroup]:
+    """A Parquet file's row groups in order. Columns are decoded one at a time from there, so memory holds one
+    column of one row group, however large the groups are."""
+    parquet = _parquet_file(path, what)
     start = 0
-    with parquet_errors(path, what):
-        for batch in parquet.iter_batches(batch_size=rows, columns=names, use_threads=True):
-            frame = _plain(batch).to_pandas()
-            yield Chunk(frame, start, at)
-            start += len(frame)
+    for g in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(g).num_rows
+        yield RowGroup(parquet, g, start, rows, path, what)
+        start += rows

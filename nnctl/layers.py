@@ -172,9 +172,9 @@ def _moments(
     return mean, np.sqrt(squares / n)
 
 
-def _row_blocks(x: np.ndarray, rows: np.ndarray | None, size: int = 2**16) -> Iterator[np.ndarray]:
-    """x's rows (all, or `rows`) in blocks of `size`: views of x, or small gathered copies."""
-    n = len(x) if rows is None else len(rows)
+def _row_blocks(x: np.ndarray, rows: np.ndarray | None, cells: int = 2**20) -> Iterator[np.ndarray]:
+    """x's rows (all, or `rows`) in blocks of about `cells` values: views of x, or small gathered copies."""
+    n, size = len(x) if rows is None else len(rows), max(1, cells // max(1, x.shape[1]))
     for start in range(0, n, size):
         yield x[start : start + size] if rows is None else x[rows[start : start + size]]
 

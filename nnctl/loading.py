@@ -25,6 +25,7 @@ from nnctl.data import (
     encode_targets,
     feature_matrix,
     infer_encoding,
+    numeric_column,
     read_csv,
     resolve_features,
     split,
@@ -137,6 +138,10 @@ class Sink(Protocol):
 
     def commit(self, rows: int) -> None: ...
 
+    def matrix(self, rows: int) -> np.ndarray:
+        """Instead of blocks: the whole (rows, D) matrix, to fill column by column."""
+        ...
+
 
 class MemorySink:
     """The feature matrix in memory, allocated once for an upper bound of the rows and trimmed at the end."""
@@ -153,6 +158,12 @@ class MemorySink:
     def commit(self, rows: int) -> None:
         self.rows += rows
 
+    def matrix(self, rows: int) -> np.ndarray:
+        if len(self.X) != rows:
+            self.X = np.empty((rows, self.X.shape[1]), dtype=self.X.dtype)
+        self.rows = rows
+        return self.X
+
     def finish(self) -> np.ndarray:
         if self.rows < len(self.X):
             self.X.resize((self.rows, self.X.shape[1]), refcheck=False)  # shrinks in place
@@ -162,10 +173,12 @@ class MemorySink:
 def _parse(
     path: Path, features: list[str], targets: list[str], what: str, sink: Sink, chunk_rows: int | None
 ) -> dict[str, np.ndarray]:
-    """Every chunk's features into the sink's next rows; returns the target columns packed (`pack_targets`)."""
+    """The file's features into the sink; returns its target columns packed (`pack_targets`)."""
+    if formats.file_format(path) == "parquet":
+        return _parse_parquet(path, features, targets, what, sink)
     parts: list[pd.DataFrame] = []
     source = str(path)
-    for chunk in formats.chunks(path, features + targets, what, chunk_rows):
+    for chunk in formats.csv_chunks(path, features + targets, what, chunk_rows):
         rows = len(chunk.frame)
         if rows == 0:  # a header-only file
             continue
@@ -181,6 +194,24 @@ def _parse(
             # Chunks disagree (numbers in one, text in another): read it as text, as a whole-file read would.
             frame[name] = _text_column(path, name, what)
     return pack_targets(frame)
+
+
+def _parse_parquet(path: Path, features: list[str], targets: list[str], what: str, sink: Sink) -> dict[str, np.ndarray]:
+    """Parquet, one column of one row group at a time, into the whole matrix (its row count is in the file)."""
+    X, at, source = sink.matrix(formats.count_rows(path, what)), formats.row_text(path, what), str(path)
+    if len(X) == 0:
+        raise DataError(f"{what}: {path} has no rows")
+    parts = []
+    for group in formats.row_groups(path, what):
+        rows, local = slice(group.start, group.start + group.rows), _offset(at, group.start)
+        for j, name in enumerate(features):
+            numeric_column(group.read([name])[name], name, source, X[rows, j], local, finite=True)
+        parts.append(group.read(targets))
+    return pack_targets(pd.concat(parts, ignore_index=True))
+
+
+def _offset(at: RowText, start: int) -> RowText:
+    return lambda i: at(start + i)
 
 
 def _text_column(path: Path, name: str, what: str) -> pd.Series:

@@ -362,10 +362,8 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-def cache_table(entries: list[Any], root: Any) -> Table | Text:
+def cache_table(entries: list[Any], root: Any) -> Table:
     """`nnctl cache ls`: one row per entry, newest first, and the total size."""
-    if not entries:
-        return Text(f"the data cache {root} is empty")
     total = _bytes(sum(e.bytes for e in entries))
     table = Table(title=f"data cache {root}: {len(entries)} entries, {total}", title_justify="left")
     for col in ("entry", "size", "rows × columns", "dtype", "created"):

@@ -205,7 +205,9 @@ def test_an_entry_is_reopened_by_another_process(tmp_path: Path, root: Path) -> 
 
 def test_two_writers_of_one_entry_leave_one_whole_entry(tmp_path: Path, root: Path) -> None:
     rows = np.arange(12, dtype=np.float64).reshape(4, 3)
-    writers = [cache.EntryWriter(root, "a" * 64, {"source": "x", "features": ["a", "b", "c"]}, 3, np.float64) for _ in range(2)]
+    writers = [
+        cache.EntryWriter(root, "a" * 64, {"source": "x", "features": ["a", "b", "c"]}, 3, np.float64) for _ in range(2)
+    ]
     for writer in writers:
         with writer:
             writer.block(4)[...] = rows
