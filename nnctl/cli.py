@@ -482,7 +482,7 @@ app.add_typer(cache_app, name="cache")
 def cache_ls(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """List the cache's entries: the file each came from, its shape, dtype and size on disk."""
     from nnctl.cache import cache_dir, entries
-    from nnctl.render import cache_table
+    from nnctl.render import cache_listing
 
     root = cache_dir()
     found = entries(root)
@@ -491,17 +491,19 @@ def cache_ls(as_json: Annotated[bool, typer.Option("--json", help="Print one JSO
     elif not found:
         out.print(f"the data cache {root} is empty", soft_wrap=True, markup=False)
     else:
-        out.print(cache_table(found, root))
+        out.print(cache_listing(found, root), soft_wrap=True, markup=False)
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Delete every entry of the cache (they are rebuilt when a file is next used)."""
     from nnctl.cache import cache_dir, clear
+    from nnctl.render import human_bytes
 
     root = cache_dir()
     count, freed = clear(root)
-    out.print(f"removed {count} entr{'y' if count == 1 else 'ies'} ({freed / 1e6:,.1f} MB) from {root}", soft_wrap=True)
+    entries = f"{count} entr{'y' if count == 1 else 'ies'}"
+    out.print(f"removed {entries} ({human_bytes(freed)}) from {root}", soft_wrap=True, markup=False)
 
 
 def _click() -> Any:

@@ -80,18 +80,19 @@ def load_file(
         parsed = _parse(path, features, targets, what, sink, chunk_rows)
         return LoadedFile(path, sink.finish(), decode_targets(parsed), features, formats.row_text(path, what))
     formats.check_file(path, what)
+    stamp = _stamp(path)
     try:
         sha = file_sha256(path, cache / MEMO)
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename) != path:  # the remembered hash could not be saved
-            raise _unusable(cache, exc) from None
+            raise _unusable(cache, exc, what) from None
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     # The key holds the columns as asked for (None: all but the targets), so a hit needs not even the header.
     key = entry_key(sha, features, targets, dtype)
     try:
-        entry = lookup(cache, key) or _build(path, targets, features, dtype, what, cache, key, chunk_rows)
+        entry = lookup(cache, key) or _build(path, targets, features, dtype, what, cache, key, chunk_rows, stamp)
     except OSError as exc:
-        raise _unusable(cache, exc) from None
+        raise _unusable(cache, exc, what) from None
     at = formats.row_text(path, what, entry.meta.get("row_groups"))
     return LoadedFile(path, entry.X, decode_targets(entry.targets), entry.meta["features"], at, entry.path)
 
@@ -105,6 +106,7 @@ def _build(
     cache: Path,
     key: str,
     chunk_rows: int | None,
+    stamp: tuple[int, ...],
 ) -> Entry:
     """Parse the file into a new cache entry and open it."""
     resolved = resolve_features(formats.columns(path, what), str(path), targets, features)
@@ -117,16 +119,23 @@ def _build(
     }
     with EntryWriter(cache, key, meta, len(resolved), dtype) as writer:
         packed = _parse(path, resolved, targets, what, writer, chunk_rows)
+        if _stamp(path) != stamp:  # the bytes parsed may not be the bytes hashed: file nothing under that key
+            raise DataError(f"{what}: {path} changed while it was being read; run again once it is written")
         entry = lookup(cache, writer.finish(packed).name)
     if entry is None:
         raise DataError(f"{what}: the cache entry made from {path} in {cache} did not read back; is the disk full?")
     return entry
 
 
-def _unusable(cache: Path, exc: OSError) -> DataError:
+def _stamp(path: Path) -> tuple[int, ...]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns, status.st_ctime_ns
+
+
+def _unusable(cache: Path, exc: OSError, what: str) -> DataError:
     where = exc.filename or cache
     return DataError(
-        f"data.cache: cannot use the cache folder {cache} ({where}: {exc.strerror or exc}); "
+        f"{what}: cannot use the data cache folder {cache} ({where}: {exc.strerror or exc}); "
         "set data.cache: false, or NNCTL_CACHE_DIR to a writable folder"
     )
 

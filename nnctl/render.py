@@ -355,24 +355,31 @@ def optimizer_text(options: dict[str, Any], rates: list[float] | None, watched: 
     return text
 
 
-def _bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """1234567 → '1.2 MB' (decimal units, as `ls -h --si` and `df -H` give them)."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             return f"{n / size:,.1f} {unit}"
     return f"{n} B"
 
 
-def cache_table(entries: list[Any], root: Any) -> Table:
-    """`nnctl cache ls`: one row per entry, newest first, and the total size."""
-    total = _bytes(sum(e.bytes for e in entries))
-    table = Table(title=f"data cache {root}: {len(entries)} entries, {total}", title_justify="left")
-    for col in ("entry", "size", "rows × columns", "dtype", "created"):
-        table.add_column(col, justify="right" if col in ("rows × columns", "size") else "left", no_wrap=True)
-    table.add_column("source file", overflow="fold", ratio=1)
+def cache_listing(entries: list[Any], root: Any) -> str:
+    """`nnctl cache ls`: a title, then one line per entry, newest first, in aligned columns like `ls -l`
+    (the source file last, so a narrow terminal wraps only the path)."""
+    rows = [("entry", "size", "rows × columns", "dtype", "created", "source file")]
     for e in entries:
         if e.source is None:
-            table.add_row(e.key[:8], _bytes(e.bytes), "", "", "", "[yellow](unfinished or damaged: rebuilt when used)")
-            continue
-        created = e.created.replace("T", " ")[:16]
-        table.add_row(e.key[:8], _bytes(e.bytes), f"{e.rows:,} × {e.columns}", e.dtype, created, e.source)
-    return table
+            rows.append((e.key[:8], human_bytes(e.bytes), "", "", "", "(unfinished or damaged: rebuilt when used)"))
+        else:
+            created = e.created.replace("T", " ")[:16]
+            rows.append((e.key[:8], human_bytes(e.bytes), f"{e.rows:,} × {e.columns}", e.dtype, created, e.source))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    right = (False, True, True, False, False)
+    lines = [
+        f"data cache {root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+        f"{human_bytes(sum(e.bytes for e in entries))}"
+    ]
+    for row in rows:
+        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=False)]
+        lines.append("  ".join(cells + [row[5]]))
+    return "\n".join(lines)

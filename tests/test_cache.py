@@ -7,14 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import run_cli, toy_config, write_config, write_csv
 
-from nnctl import cache
+from nnctl import cache, formats
 from nnctl.errors import DataError
 from nnctl.loading import load_file
 
@@ -222,5 +224,27 @@ def test_two_writers_of_one_entry_leave_one_whole_entry(tmp_path: Path, root: Pa
 def test_an_unusable_cache_folder_is_a_data_error(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "train.csv", 10, seed=1)
     (tmp_path / "a-file").write_text("not a folder")
-    with pytest.raises(DataError, match=r"data.cache: cannot use the cache folder .*a-file.*set data.cache: false"):
+    with pytest.raises(
+        DataError, match=r"^data.train: cannot use the data cache folder .*a-file.*set data.cache: false"
+    ):
         load(path, tmp_path / "a-file")
+
+
+def test_a_file_that_changes_while_it_is_read_files_nothing(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry's key is the hash taken before parsing: rows read after a change must not be filed under it."""
+    path = write_csv(tmp_path / "train.csv", 50, seed=1)
+    chunks = formats.csv_chunks
+
+    def appending(*args: Any, **kwargs: Any) -> Iterator[formats.Chunk]:
+        for i, chunk in enumerate(chunks(*args, **kwargs)):
+            if i == 1:
+                with open(path, "a") as file:  # another program is still writing the file
+                    file.write("0.5,0.5,0.5,yes\n")
+            yield chunk
+
+    monkeypatch.setattr(formats, "csv_chunks", appending)
+    with pytest.raises(DataError, match=r"train.csv changed while it was being read; run again once it is written"):
+        load_file(path, ["label"], None, np.float32, "data.train", root, chunk_rows=10)
+    assert cache.entries(root) == []

@@ -467,3 +467,35 @@ def test_prepare_random_data_paths(name: str) -> None:
         config = _allowed(load_config, path)
         if config is not None:
             _allowed(set_up, config)
+
+
+@FUZZ
+@given(csv_contents, st.sampled_from([["y"], ["y", "z"], ["a"]]), st.sampled_from([1, 2, 5]))
+def test_chunked_loading_matches_a_whole_file_read(text: str, targets: list[str], chunk_rows: int) -> None:
+    """Whatever a whole-file read accepts, reading in chunks (into memory, or into the cache and back) gives the
+    same feature matrix and target columns; anything else is a DataError, never a crash."""
+    from nnctl.data import feature_matrix, resolve_features
+    from nnctl.loading import load_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = _write(folder, "data.csv", text)
+        frame = _allowed(read_csv, path, "data.train")
+        features = (
+            _allowed(resolve_features, [str(c) for c in frame.columns], str(path), targets, None)
+            if frame is not None
+            else None
+        )
+        whole = _allowed(feature_matrix, frame, features, str(path), np.float32) if features is not None else None
+        for cache in (None, Path(folder) / "cache"):
+            loaded = _allowed(load_file, path, targets, None, np.float32, "data.train", cache, chunk_rows)
+            if whole is None or loaded is None:
+                assert whole is None or loaded is not None, "the whole file loads, its chunks do not"
+                continue
+            event("loaded")
+            np.testing.assert_array_equal(loaded.X, whole)
+            expected = frame[targets].reset_index(drop=True)
+            for name in targets:
+                if loaded.targets[name].dtype.kind in "iufb" and expected[name].dtype.kind in "iufb":
+                    np.testing.assert_array_equal(loaded.targets[name].to_numpy(), expected[name].to_numpy())
+                else:
+                    assert loaded.targets[name].astype(str).tolist() == expected[name].astype(str).tolist()
