@@ -61,6 +61,10 @@ def test_data_benchmark_loads_like_nnctl(tmp_path):
     path = bench_data.generate(tmp_path / "small.csv", rows=200, columns=5)
     X = bench_data.load_nnctl(path)
     assert X.shape == (200, 5) and X.dtype == np.float64
+    parquet = bench_data.to_parquet(path, tmp_path / "small.parquet", row_group=64)
+    np.testing.assert_array_equal(bench_data.load_nnctl(parquet, "float32"), X.astype(np.float32))
+    result = bench_data.train_nnctl(parquet, "float32", cache=True)
+    assert result["memory_mapped"] and result["samples_per_second"] > 0
 
 
 def test_runs_benchmark_makes_a_sweep_like_tree(tmp_path):
