@@ -32,46 +32,22 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.files import atomic_write, file_sha256
+
+__all__ = ["Entry", "EntryWriter", "cache_dir", "clear", "entries", "entry_key", "file_sha256", "lookup", "open_entry"]
+
 CACHE_ENV = "NNCTL_CACHE_DIR"
 DEFAULT_DIR = ".nnctl-cache"
 LAYOUT = 1  # bump when what an entry holds changes: older entries then miss and are rebuilt
-MEMO = "sha256"  # the folder of remembered file hashes
-SETTLED_SECONDS = 2.0  # a file changed more recently than this may change again within one timestamp tick
+MEMO = "sha256"  # the folder of remembered file hashes (nnctl.files.file_sha256's memo)
 HEADER_BYTES = 128  # features.npy's header, fixed in size so it can be written after the rows
-BLOCK = 8 * 2**20
+BLOCK = 8 * 2**20  # bytes per checksum step
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def cache_dir() -> Path:
     """Where the cache lives: $NNCTL_CACHE_DIR, else .nnctl-cache/ under the working directory."""
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_DIR)
-
-
-def file_sha256(path: str | Path, memo: Path | None = None) -> str:
-    """The sha256 of a file's bytes, read in one streaming pass; with `memo` (a folder), remembered per
-    (device, inode, size, mtime_ns, ctime_ns) and reused while none of those change."""
-    path = Path(path)
-    status = path.stat()
-    stamp = [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
-    note = memo / f"{status.st_dev}-{status.st_ino}.json" if memo is not None else None
-    if note is not None:
-        try:
-            saved = json.loads(note.read_text(encoding="utf-8"))
-            if saved["stamp"] == stamp and isinstance(saved["sha256"], str):
-                return saved["sha256"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        buffer = bytearray(BLOCK)
-        view = memoryview(buffer)
-        while size := file.readinto(buffer):
-            digest.update(view[:size])
-    sha = digest.hexdigest()
-    settled = time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) > SETTLED_SECONDS * 1e9
-    if note is not None and settled and path.stat().st_ctime_ns == status.st_ctime_ns:
-        _write_atomic(note, json.dumps({"stamp": stamp, "sha256": sha, "path": str(path.resolve())}).encode())
-    return sha
 
 
 def entry_key(sha256: str, features: list[str] | None, targets: list[str], dtype: Any) -> str:
@@ -142,20 +118,6 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def prepare(root: Path) -> None:
     """Create the cache folder, marked so that backup tools and git leave it alone."""
     root.mkdir(parents=True, exist_ok=True)
@@ -218,7 +180,7 @@ class EntryWriter:
         buffer = io.BytesIO()
         np.savez(buffer, **targets)  # type: ignore[arg-type]
         packed = buffer.getvalue()
-        _write_atomic(self.tmp / "targets.npz", packed)
+        atomic_write(self.tmp / "targets.npz", packed)
         meta = {
             **self.meta,
             "key": self.key,
@@ -231,7 +193,7 @@ class EntryWriter:
             "targets_crc32": zlib.crc32(packed),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_atomic(self.tmp / "entry.json", json.dumps(meta, indent=1).encode())
+        atomic_write(self.tmp / "entry.json", json.dumps(meta, indent=1).encode())
         final = self.root / self.key
         try:
             os.rename(self.tmp, final)

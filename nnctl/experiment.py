@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nnctl import provenance
+from nnctl.cache import MEMO, cache_dir
 from nnctl.checkpoint import checkpoint_path, load_checkpoint, saved_data
 from nnctl.config import Config, load_config
 from nnctl.data import Dataset, Encoding
@@ -237,7 +238,8 @@ def preflight(config: Config, out: str | Path | None, force: bool) -> None:
 def data_fingerprint(config: Config) -> dict[str, str | None]:
     """sha256 of the training and validation files, recorded in the checkpoint and checked on resume."""
     files = {"train": config.data.train, "validation": config.data.validation}
-    return {key: None if path is None else file_sha256(Path(path)) for key, path in files.items()}
+    memo = cache_dir() / MEMO if config.data.cache else None  # the data cache's remembered hashes
+    return {key: None if path is None else file_sha256(Path(path), memo) for key, path in files.items()}
 
 
 def run_provenance(

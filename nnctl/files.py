@@ -15,6 +15,7 @@ import math
 import os
 import stat
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Collection
@@ -26,6 +27,8 @@ import numpy as np
 from nnctl.errors import NnctlError, RunError
 
 MAX_ARRAY_BYTES = 8 * 2**30  # no single array nnctl saves comes near this
+HASH_BLOCK = 8 * 2**20  # bytes per read while hashing
+SETTLED_SECONDS = 2.0  # a file changed more recently than this may change again within one timestamp tick
 
 
 def _process_umask() -> int:
@@ -169,10 +172,28 @@ def read_json(path: Path, max_bytes: int = 64 * 2**20) -> dict[str, Any]:
     return value
 
 
-def file_sha256(path: Path, chunk: int = 2**20) -> str:
-    """sha256 of a file's bytes, read in chunks (never the whole file in memory)."""
+def file_sha256(path: str | Path, memo: Path | None = None) -> str:
+    """The sha256 of a file's bytes, read in one streaming pass; with `memo` (a folder), remembered per
+    (device, inode, size, mtime_ns, ctime_ns) and reused while none of those change."""
+    path = Path(path)
+    status = path.stat()
+    stamp = [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+    note = memo / f"{status.st_dev}-{status.st_ino}.json" if memo is not None else None
+    if note is not None:
+        try:
+            saved = json.loads(note.read_text(encoding="utf-8"))
+            if saved["stamp"] == stamp and isinstance(saved["sha256"], str):
+                return saved["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    with open(path, "rb") as file:
+        buffer = bytearray(HASH_BLOCK)
+        view = memoryview(buffer)
+        while size := file.readinto(buffer):
+            digest.update(view[:size])
+    sha = digest.hexdigest()
+    settled = time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) > SETTLED_SECONDS * 1e9
+    if note is not None and settled and path.stat().st_ctime_ns == status.st_ctime_ns:
+        atomic_write(note, json.dumps({"stamp": stamp, "sha256": sha, "path": str(path.resolve())}).encode())
+    return sha

@@ -67,6 +67,8 @@ def check_file(path: Path, what: str) -> None:
         raise DataError(f"{what}: file not found: {path}")
     if is_dir:
         raise DataError(f"{what}: {path} is a directory, expected a data file (.csv, .csv.gz or .parquet)")
+    if path.is_char_device() or path.is_block_device():  # /dev/zero would be read forever
+        raise DataError(f"{what}: {path} is a device, expected a data file (.csv, .csv.gz or .parquet)")
 
 
 def columns(path: Path, what: str) -> list[str]:

@@ -74,12 +74,14 @@ def load_file(
     """Features and target columns of a file: memory-mapped from the cache folder `cache` when it holds this
     file's bytes, else parsed in chunks (into a new cache entry, or into memory when `cache` is None)."""
     path = Path(path)
+    formats.check_file(path, what)
+    if not path.is_file():  # a pipe: it can be read only once, so whole, and never cached
+        return _load_stream(path, targets, features, dtype, what)
     if cache is None:
         features = resolve_features(formats.columns(path, what), str(path), targets, features)
         sink = MemorySink(formats.count_rows(path, what), len(features), dtype)
         parsed = _parse(path, features, targets, what, sink, chunk_rows)
         return LoadedFile(path, sink.finish(), decode_targets(parsed), features, formats.row_text(path, what))
-    formats.check_file(path, what)
     stamp = _stamp(path)
     try:
         sha = file_sha256(path, cache / MEMO)
@@ -125,6 +127,13 @@ def _build(
     if entry is None:
         raise DataError(f"{what}: the cache entry made from {path} in {cache} did not read back; is the disk full?")
     return entry
+
+
+def _load_stream(path: Path, targets: list[str], features: list[str] | None, dtype: Any, what: str) -> LoadedFile:
+    frame = read_table(path, what)
+    features = resolve_features([str(c) for c in frame.columns], str(path), targets, features)
+    X = feature_matrix(frame, features, str(path), dtype)
+    return LoadedFile(path, X, decode_targets(pack_targets(frame[targets])), features, formats.csv_row)
 
 
 def _stamp(path: Path) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from helpers import run_cli, toy_config, write_config, write_csv
 
-from nnctl import cache, formats
+from nnctl import cache, files, formats
 from nnctl.errors import DataError
 from nnctl.loading import load_file
 
@@ -57,7 +57,7 @@ def test_the_second_run_maps_the_cache_and_parses_nothing(
 def test_new_bytes_with_the_same_size_and_mtime_rebuild_the_entry(
     tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache, "SETTLED_SECONDS", 0.0)  # remember the hash at once, as for an old file
+    monkeypatch.setattr(files, "SETTLED_SECONDS", 0.0)  # remember the hash at once, as for an old file
     path = tmp_path / "train.csv"
     path.write_text("a,b,label\n1.5,2,x\n3.5,4,y\n")
     before = os.stat(path)
@@ -70,7 +70,7 @@ def test_new_bytes_with_the_same_size_and_mtime_rebuild_the_entry(
 
 
 def test_a_remembered_hash_is_used_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "SETTLED_SECONDS", 0.0)
+    monkeypatch.setattr(files, "SETTLED_SECONDS", 0.0)
     path, memo = tmp_path / "f.bin", tmp_path / "memo"
     path.write_bytes(b"abc")
     real = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256("abc")
