@@ -222,7 +222,9 @@ def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
 )
 def predict(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
-    csv: Annotated[Path, typer.Argument(metavar="CSV", help=".csv, .csv.gz or .parquet with the model's features; - for a CSV on stdin.")],
+    csv: Annotated[
+        Path, typer.Argument(metavar="DATA", help=".csv, .csv.gz or .parquet with the model's features; - for stdin.")
+    ],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write to this CSV (default: stdout).")
     ] = None,

@@ -1,7 +1,7 @@
 """Where a model came from (docs/reference.md#provenance): versions, time, command and the data's sha256.
 
 `model.json` keeps this under `provenance`; `nnctl diff` and `nnctl eval` compare data by its hash.
-The data files are hashed once per run, by `nnctl.files.file_sha256` (one streaming pass, 1 MiB at a time),
+The data files are hashed once per run, by `nnctl.files.file_sha256` (one streaming pass; remembered in the data cache),
 for the checkpoint and this record alike.
 """
 
@@ -16,12 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nnctl import __version__
+from nnctl import __version__, formats
 from nnctl.files import file_sha256
 
 
 def header_columns(path: str | Path) -> int:
-    """The number of columns in a CSV's header line (read alone: the data rows are not read again)."""
+    """The number of columns in a data file's header (read alone: the data rows are not read again); for a
+    .csv.gz or .parquet file, as nnctl.formats reads its header."""
+    if formats.file_format(path) != "csv":
+        return len(formats.columns(Path(path), "data"))
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         return len(next(csv.reader(f), []))
 
