@@ -8,6 +8,7 @@ byte of data is inflated, so a small hostile file cannot make nnctl allocate gig
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -195,5 +196,6 @@ def file_sha256(path: str | Path, memo: Path | None = None) -> str:
     sha = digest.hexdigest()
     settled = time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) > SETTLED_SECONDS * 1e9
     if note is not None and settled and path.stat().st_ctime_ns == status.st_ctime_ns:
-        atomic_write(note, json.dumps({"stamp": stamp, "sha256": sha, "path": str(path.resolve())}).encode())
+        with contextlib.suppress(OSError):  # a read-only cache still serves its entries; the hash is just not kept
+            atomic_write(note, json.dumps({"stamp": stamp, "sha256": sha, "path": str(path.resolve())}).encode())
     return sha

@@ -86,8 +86,6 @@ def load_file(
     try:
         sha = file_sha256(path, cache / MEMO)
     except OSError as exc:
-        if exc.filename is not None and Path(exc.filename) != path:  # the remembered hash could not be saved
-            raise _unusable(cache, exc, what) from None
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     # The key holds the columns as asked for (None: all but the targets), so a hit needs not even the header.
     key = entry_key(sha, features, targets, dtype)
