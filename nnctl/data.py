@@ -7,7 +7,6 @@ is named instead: see nnctl.formats). Files are read whole or chunk by chunk by 
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nnctl.errors import DataError
-from nnctl.formats import RowText, csv_row
+from nnctl.formats import RowText, check_file, csv_errors, csv_row
 from nnctl.objectives import objective_class
 from nnctl.schema import shorten, shorten_list
 from nnctl.task import Task
@@ -76,35 +75,12 @@ class Dataset:
 def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
     """Read a CSV; a missing, empty or header-only file is a DataError naming it."""
     path = Path(path)
-    try:
-        exists, is_dir = path.exists(), path.is_dir()
-    except (OSError, ValueError) as exc:  # a name too long, or holding a NUL byte
-        raise DataError(f"{what}: cannot open {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not exists:
-        raise DataError(f"{what}: file not found: {path}")
-    if is_dir:
-        raise DataError(f"{what}: {path} is a directory, expected a CSV file")
-    if path.is_char_device() or path.is_block_device():  # /dev/zero would be read forever
-        raise DataError(f"{what}: {path} is a device, expected a CSV file")
-    try:
-        # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
-        # Only empty cells are missing: "None", "NA" or "null" can be real class labels.
-        with warnings.catch_warnings():  # mixed types in a column are reported as the data error they are
-            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
-    except pd.errors.ParserError as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if found:
-            expected, line, saw = found.groups()
-            message = f"{what}: {path}, line {line}: expected {expected} fields like the header, got {saw}"
-            raise DataError(message) from None
-        raise DataError(f"{what}: {path} is not a valid CSV: {str(exc).strip()}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{what}: {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    check_file(path, what)
+    # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
+    # Only empty cells are missing: "None", "NA" or "null" can be real class labels.
+    with csv_errors(path, what), warnings.catch_warnings():  # mixed types are reported as the data error they are
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+        frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, na_values=[""])
     if len(frame) == 0:
         raise DataError(f"{what}: {path} has a header but no rows")
     if any(isinstance(c, str) and "." in c and c.rsplit(".", 1)[0] in frame.columns for c in frame.columns):

@@ -13,16 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from nnctl.cells import fmt as _fmt
+from nnctl.cells import plain
 from nnctl.plot import sparkline
 from nnctl.train import Callback, TrainingState
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def fit_fields(fields: list[tuple[int, str]], width: int) -> Text:
@@ -193,11 +187,6 @@ def training_summary(result: Any, width: int = 80) -> Table:
 
 
 MAX_CLASSES_SHOWN = 20  # above this, per-class rows only on request and the largest confusions, not the matrix
-
-
-def plain(value: Any) -> Text:
-    """User text (paths, labels, names) as it is: never read as rich markup."""
-    return Text(str(value))
 
 
 def evaluation_tables(result: dict[str, Any], title: str, per_class: bool = False) -> list[Any]:

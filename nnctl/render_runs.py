@@ -15,13 +15,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+from nnctl.cells import fmt as _fmt
 
 
 def _cell(value: Any) -> str:
