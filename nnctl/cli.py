@@ -14,6 +14,7 @@ import shlex
 import signal
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,18 +127,22 @@ def train(
         int | None,
         typer.Option("--log-every", min=1, metavar="N", help="Not on a terminal: a line every N epochs (~100 lines)."),
     ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, metavar="N", help="BLAS threads (default: all cores).")
+    ] = None,
 ) -> None:
     """Train a network and write its run directory."""
     from nnctl.config import load_config
     from nnctl.experiment import train as train_run
     from nnctl.render import TrainingDisplay, training_summary
+    from nnctl.threads import blas_threads
 
     if resume is not None and out_dir is not None:
         raise typer.BadParameter("give either --resume RUN (continue that run) or --out DIR (a new run), not both")
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG to train, or --resume RUN to continue a run")
     cfg = load_config(config if config is not None else Path(resume or ".") / "config.yaml", set_)
-    with TrainingDisplay(out, quiet, log_every) as display:
+    with TrainingDisplay(out, quiet, log_every) as display, blas_threads(threads):
         try:
             result = train_run(
                 cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_argv(ctx)
@@ -506,6 +511,107 @@ def cache_clear() -> None:
     count, freed = clear(root)
     entries = f"{count} entr{'y' if count == 1 else 'ies'}"
     out.print(f"removed {entries} ({human_bytes(freed)}) from {root}", soft_wrap=True, markup=False)
+
+
+class BackendName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command(
+    epilog=examples(
+        "nnctl sweep configs/digits_sweep.yaml",
+        "nnctl sweep configs/digits_sweep.yaml --workers 2 --set training.epochs=50 --out runs/short",
+        "nnctl sweep --resume runs/digits_sweep-sweep",
+        "nnctl sweep configs/digits_sweep.yaml --backend ray --address ray-head:6379",
+    )
+)
+def sweep(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Argument(metavar="CONFIG", help="Config with a sweep: section (optional with --resume).")
+    ] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set training.epochs=5.")
+    ] = [],  # noqa: B006
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Sweep directory (default: OUTPUT/NAME-sweep).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, metavar="N", help="Trials at once, locally (default: cores).")
+    ] = None,
+    backend: Annotated[BackendName, typer.Option("--backend", help="Where trials run.")] = BackendName.local,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", metavar="ADDR", help="Ray cluster (default: RAY_ADDRESS, else a local Ray)."),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option("--cpus-per-trial", min=0.01, metavar="C", help="Ray: CPUs per trial.")
+    ] = 1.0,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, metavar="T", help="BLAS threads per trial (default: cores // workers)."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", metavar="DIR", help="Finish the sweep in this directory.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the sweep at --out (never anything but nnctl's).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
+) -> None:
+    """Train every point of the config's sweep: section, in parallel; rank the results."""
+    from nnctl.sweep import plan_sweep, resume_plan
+    from nnctl.sweeprun import open_backend, run_sweep
+    from nnctl.sweepview import SweepView
+
+    if resume is not None and (out_dir is not None or force):
+        raise typer.BadParameter("--resume finishes a sweep in its own directory: leave out --out and --force")
+    if config is None and resume is None:
+        raise typer.BadParameter("give a CONFIG with a sweep: section, or --resume DIR to finish a sweep")
+    if backend is BackendName.local:
+        from nnctl.sweeppool import start_server
+
+        start_server()  # its imports overlap the validation below
+    plan = resume_plan(resume, config, set_) if resume is not None else plan_sweep(config, set_)  # type: ignore[arg-type]
+    console = err if as_json else out
+    with (
+        open_backend(backend.value, workers, threads, address, cpus_per_trial) as runner_backend,
+        SweepView(console, quiet) as view,
+    ):
+        result = run_sweep(
+            plan,
+            runner_backend,
+            out=out_dir,
+            force=force,
+            resume=resume,
+            callback=view,
+            handle_signals=True,
+            command=_argv(ctx),
+        )
+    _sweep_report(result, as_json, quiet, ["--backend", "ray"] + (["--address", address] if address else []))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _sweep_report(result: Any, as_json: bool, quiet: bool, ray_options: list[str]) -> None:
+    """The ranked results (or the JSON), and after Ctrl-C the command that resumes."""
+    from nnctl.sweepview import results_summary, results_table
+
+    if as_json:
+        _print_json(result.to_json())
+    elif not quiet:
+        if result.ranked:
+            out.print(results_table(result))
+        for line in results_summary(result):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.interrupted:
+        again = ["nnctl", "sweep", "--resume", str(result.path)]
+        if result.backend == "ray":
+            again += ray_options
+        err.print(f"interrupted; every running trial saved its checkpoint in {result.path}", markup=False)
+        err.print(f"resume with: {shlex.join(again)}", markup=False)
 
 
 def _click() -> Any:

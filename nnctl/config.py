@@ -31,6 +31,7 @@ from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import OPTIMIZERS, SGD, OptimizerOptions
 from nnctl.schedules import SCHEDULES, schedule_union
 from nnctl.schema import SIBLINGS, Schema, describe, merge, shorten
+from nnctl.sweepconfig import SweepConfig
 from nnctl.yamlfile import TooLarge, describe_yaml_error, parse_yaml, read_yaml
 
 # ----------------------------------------------------------------------------- tagged unions from the registries
@@ -184,6 +185,7 @@ class Config(Schema):
     optimizer: OptimizerOptions = Field(default_factory=SGD.Options)
     training: TrainingConfig = TrainingConfig()
     output: str = "runs"
+    sweep: SweepConfig | None = None  # what `nnctl sweep` varies; `nnctl train` trains the config as it is
     _source: str = PrivateAttr("config")  # the file it came from, for messages
 
     @property
@@ -209,6 +211,9 @@ class Config(Schema):
         out["layers"] = [layer.to_yaml() for layer in self.layers]
         out["objective"] = self.objective.to_yaml()
         out["optimizer"] = {"name": self.optimizer.name} | out["optimizer"]
+        out.pop("sweep")
+        if self.sweep is not None:
+            out["sweep"] = self.sweep.to_yaml()
         return out
 
 
@@ -378,4 +383,8 @@ def check_training(config: Config) -> list[str]:
     return []
 
 
-CROSS_FIELD_CHECKS = (check_input_first, check_objective, check_training)
+def check_sweep(config: Config) -> list[str]:
+    return [f"sweep.{problem}" for problem in config.sweep.problems()] if config.sweep is not None else []
+
+
+CROSS_FIELD_CHECKS = (check_input_first, check_objective, check_training, check_sweep)

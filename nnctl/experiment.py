@@ -25,7 +25,7 @@ from nnctl.errors import ConfigError, DataError, DivergenceError, NnctlError, Ru
 from nnctl.files import file_sha256, read_json
 from nnctl.interrupt import SignalHandler
 from nnctl.layers import Input
-from nnctl.loading import load_data  # data files → arrays, chunk by chunk, through the data cache
+from nnctl.loading import load_data, read_files, split_off  # data files → arrays, through the data cache
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
 from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter
@@ -58,10 +58,26 @@ class Setup:
     shuffle_rng: np.random.Generator
 
 
-def set_up(config: Config) -> Setup:
-    """Read and encode the data, check it against the stack, build and fit the network (no training)."""
+@dataclass(frozen=True)
+class LoadedData:
+    """The data files read and encoded once, before any validation split, with their sha256: what a sweep
+    loads once and hands to many runs (a run's split, network and optimiser are still its own)."""
+
+    encoding: Encoding
+    train: Dataset
+    validation: Dataset | None  # data.validation read from its file; a split is made per run
+    fingerprint: dict[str, str | None]  # sha256 of each file
+    files: dict[str, Any] | None = None  # their provenance records (a run elsewhere cannot read the files)
+
+
+def set_up(config: Config, data: LoadedData | None = None) -> Setup:
+    """Read and encode the data (or take them already `data`), check them against the stack, build and fit
+    the network (no training)."""
     rngs = streams(config.seed)
-    encoding, train, validation = load_data(config, rngs["split"])
+    if data is None:
+        encoding, train, validation = load_data(config, rngs["split"])
+    else:
+        encoding, train, validation = split_validation(config, data, rngs["split"])
     network = build_for_data(config, encoding, rngs["init"])
     if network.input is not None:
         network.input.fit(train.matrix, train.rows)  # statistics of the training rows only, in blocks
@@ -79,6 +95,23 @@ def _check_statistics(layer: Input, features: list[str], source: str) -> None:
             f"{source}: column {column!r}: its values are too large to standardise in {layer.state['std'].dtype} "
             "(the mean or standard deviation overflows); rescale the column"
         )
+
+
+def read_data(config: Config, fingerprint: bool = True) -> LoadedData:
+    """The config's data files read and encoded (no split yet), and their sha256 when `fingerprint`."""
+    encoding, train, validation = read_files(config)
+    if not fingerprint:
+        return LoadedData(encoding, train, validation, {})
+    sha256 = data_fingerprint(config)
+    files = data_files(config, len(train), len(validation) if validation is not None else 0, sha256)
+    return LoadedData(encoding, train, validation, sha256, files)
+
+
+def split_validation(
+    config: Config, loaded: LoadedData, split_rng: np.random.Generator
+) -> tuple[Encoding, Dataset, Dataset | None]:
+    """(encoding, train, validation): data.validation as read, or `validation_split` of the training rows."""
+    return split_off(config, loaded.encoding, loaded.train, loaded.validation, split_rng)
 
 
 def build_for_data(config: Config, encoding: Encoding, rng: np.random.Generator) -> Network:
@@ -145,37 +178,45 @@ def train(
     callback: Callback | None = None,
     handle_signals: bool = False,
     command: Sequence[str] | None = None,
+    data: LoadedData | None = None,
 ) -> TrainResult:
     """Train a config into its run directory (or continue one with `resume`); returns where and how it ended.
 
     With `handle_signals`, SIGINT and SIGTERM stop training after the current batch and the checkpoint is
     saved (before training starts they raise `nnctl.interrupt.Interrupted`). `command`, the argument list
     (default: this process's `sys.argv`), is recorded in model.json's provenance and names this process in
-    the run directory's lock, for whoever finds it in use.
+    the run directory's lock, for whoever finds it in use. `data`: the config's data already read
+    (`read_data`), as a sweep shares them; the numbers are the same as when the run reads them itself.
     """
     argv = list(command) if command is not None else provenance.default_command()
     signals = SignalHandler() if handle_signals else None
     with signals if signals is not None else nullcontext():
-        directory, setup, state = _claim(config, out, force, resume, shlex.join(argv)[:200])
+        directory, setup, state = _claim(config, out, force, resume, shlex.join(argv)[:200], data)
         try:
-            return _run(config, directory, setup, state, callback, signals, argv)
+            return _run(config, directory, setup, state, callback, signals, argv, data)
         finally:
             directory.release()
 
 
 def _claim(
-    config: Config, out: str | Path | None, force: bool, resume: str | Path | None, command: str
+    config: Config,
+    out: str | Path | None,
+    force: bool,
+    resume: str | Path | None,
+    command: str,
+    data: LoadedData | None = None,
 ) -> tuple[RunDirectory, Setup, TrainingState | None]:
     """Lock the run directory (an existing one before loading data, a new one after: it is created only
     once the config and data are known to be good) and load the data, the network and any checkpoint."""
     if resume is None:
         preflight(config, out, force)
-        setup = set_up(config)
+        setup = set_up(config, data)
         return RunDirectory.new(run_directory(config, out), out is not None, force, command), setup, None
     directory = RunDirectory.existing(Path(resume), command)
     try:
-        setup = set_up(config)
-        return directory, setup, resumed_state(config, setup, directory.final)
+        setup = set_up(config, data)
+        fingerprint = data.fingerprint if data is not None else None
+        return directory, setup, resumed_state(config, setup, directory.final, fingerprint)
     except BaseException:
         directory.release()
         raise
@@ -189,11 +230,13 @@ def _run(
     callback: Callback | None,
     signals: SignalHandler | None,
     command: list[str],
+    loaded: LoadedData | None = None,
 ) -> TrainResult:
-    data = data_fingerprint(config)
+    data = loaded.fingerprint if loaded is not None else data_fingerprint(config)
     writer = RunWriter(directory, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng, data)
     resumed = directory.final if state is not None else None
-    writer.provenance = run_provenance(config, setup, data, command, resumed)
+    files = loaded.files if loaded is not None else None
+    writer.provenance = run_provenance(config, setup, data, command, resumed, files)
     trainer = Trainer(
         setup.network, setup.optimizer, config.training, setup.shuffle_rng, callback, writer.save, save_every()
     )
@@ -243,15 +286,20 @@ def data_fingerprint(config: Config) -> dict[str, str | None]:
 
 
 def run_provenance(
-    config: Config, setup: Setup, data: dict[str, str | None], command: list[str], resumed: Path | None = None
+    config: Config,
+    setup: Setup,
+    data: dict[str, str | None],
+    command: list[str],
+    resumed: Path | None = None,
+    files: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """model.json's `provenance`: versions, time, command, and each data file's sha256 (`data`, hashed once for
-    the checkpoint too), rows and columns; a resumed run keeps its original record and lists the resume."""
-    validation = setup.validation
-    held_out = len(validation) if validation is not None and config.data.validation is None else 0  # a split
-    files = {"train": provenance.data_file(config.data.train, data["train"], len(setup.train) + held_out)}
-    if config.data.validation is not None and validation is not None:
-        files["validation"] = provenance.data_file(config.data.validation, data["validation"], len(validation))
+    the checkpoint too), rows and columns (`files`: those records, made where the data were read); a resumed
+    run keeps its original record and lists the resume."""
+    if files is None:
+        validation = setup.validation
+        held_out = len(validation) if validation is not None and config.data.validation is None else 0  # a split
+        files = data_files(config, len(setup.train) + held_out, len(validation) if validation is not None else 0, data)
     current = provenance.record(command, files)
     if resumed is None:
         return current
@@ -262,8 +310,19 @@ def run_provenance(
     return provenance.resumed(original if isinstance(original, dict) else None, current)
 
 
-def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:
-    """The checkpoint's state, once the config and data match the run's and there is training left to do."""
+def data_files(config: Config, train_rows: int, validation_rows: int, data: dict[str, str | None]) -> dict[str, Any]:
+    """The provenance records of the data files: path, sha256, rows read (the training file's before any split)."""
+    files = {"train": provenance.data_file(config.data.train, data["train"], train_rows)}
+    if config.data.validation is not None:
+        files["validation"] = provenance.data_file(config.data.validation, data["validation"], validation_rows)
+    return files
+
+
+def resumed_state(
+    config: Config, setup: Setup, path: Path, fingerprint: dict[str, str | None] | None = None
+) -> TrainingState:
+    """The checkpoint's state, once the config and data match the run's and there is training left to do
+    (`fingerprint`: the data's sha256 when they were read elsewhere)."""
     saved = load_config(path / CONFIG_YAML)
     differing = config_differences(config, saved)
     if differing:
@@ -274,15 +333,17 @@ def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:
     config.name, config.output = saved.name, saved.output
     if not checkpoint_path(path).exists():
         raise RunError(f"{path}: cannot resume: no checkpoint in this directory")
-    _check_same_data(config, saved_data(path), path)
+    _check_same_data(config, saved_data(path), path, fingerprint)
     batches = math.ceil(len(setup.train) / min(config.training.batch_size or len(setup.train), len(setup.train)))
     state, _ = load_checkpoint(path, setup.optimizer, setup.network, setup.shuffle_rng, len(setup.train), batches)
     _check_resumable(config, state, path)
     return state
 
 
-def _check_same_data(config: Config, saved: dict[str, str | None], path: Path) -> None:
-    now = data_fingerprint(config)
+def _check_same_data(
+    config: Config, saved: dict[str, str | None], path: Path, now: dict[str, str | None] | None = None
+) -> None:
+    now = data_fingerprint(config) if now is None else now
     for key, digest in saved.items():
         if key in now and digest != now[key]:
             file = getattr(config.data, key)

@@ -270,24 +270,35 @@ def decode_targets(packed: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def load_data(config: Config, split_rng: np.random.Generator) -> tuple[Encoding, Dataset, Dataset | None]:
     """The encoding decided from the training file, the training set, and the validation set or split."""
+    return split_off(config, *read_files(config), split_rng)
+
+
+def read_files(config: Config) -> tuple[Encoding, Dataset, Dataset | None]:
+    """The encoding decided from the training file, the training set, and data.validation's set (no split yet:
+    a sweep reads the files once and splits per trial)."""
     data, dtype = config.data, np.dtype(config.dtype)
     cache = cache_dir() if data.cache else None
     train_file = load_file(data.train, data.targets, data.features, dtype, f"{config.source}: data.train", cache)
     kind, source = config.objective.kind, str(data.train)
     encoding = infer_encoding(train_file.targets, source, data.targets, train_file.features, kind, train_file.at)
     train = train_file.dataset(encoding)
+    if data.validation is None:
+        return encoding, train, None
+    what = f"{config.source}: data.validation"
+    validation = load_file(data.validation, data.targets, encoding.features, dtype, what, cache)
+    return encoding, train, validation.dataset(encoding)
+
+
+def split_off(
+    config: Config, encoding: Encoding, train: Dataset, validation: Dataset | None, split_rng: np.random.Generator
+) -> tuple[Encoding, Dataset, Dataset | None]:
+    """data.validation's set as read, or `validation_split` of the training rows held out."""
+    data = config.data
     if data.features is None:  # the resolved config names the columns it trained on
         data.features = list(encoding.features)
-    if data.validation is not None:
-        what = f"{config.source}: data.validation"
-        return (
-            encoding,
-            train,
-            load_file(data.validation, data.targets, encoding.features, dtype, what, cache).dataset(encoding),
-        )
-    if data.validation_split:
-        # Stratified by class; several independent 0/1 columns have no single class to stratify by.
-        task = encoding.task
-        labels = task.labels(train.Y) if task.classification and not task.multilabel else None
-        return encoding, *split(train, data.validation_split, split_rng, labels)
-    return encoding, train, None
+    if validation is not None or not data.validation_split:
+        return encoding, train, validation
+    # Stratified by class; several independent 0/1 columns have no single class to stratify by.
+    task = encoding.task
+    labels = task.labels(train.Y) if task.classification and not task.multilabel else None
+    return encoding, *split(train, data.validation_split, split_rng, labels)

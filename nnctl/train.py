@@ -28,6 +28,9 @@ NORMALIZE_ONCE_BYTES = 32 * 2**20  # larger training sets are z-scored batch by 
 class Callback:
     """Progress hooks the trainer calls; each is a no-op here, so a callback overrides only what it needs."""
 
+    def set_trainer(self, trainer: Trainer) -> None:
+        """Once, by the trainer it is given to (a callback that may stop training keeps it: `request_stop`)."""
+
     def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
         """Before the first batch (of this call: a resumed run begins mid-way)."""
 
@@ -147,6 +150,7 @@ class Trainer:
         self.training = training
         self.rng = rng
         self.callback = callback if callback is not None else Callback()
+        self.callback.set_trainer(self)
         self.task = Task(network.objective.name)
         self.state = TrainingState()
         self._stop_requested = False

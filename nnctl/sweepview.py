@@ -1,0 +1,206 @@
+"""Rich output for `nnctl sweep`: a live view of running trials on a terminal, one plain line per finished
+trial elsewhere, and the ranked results at the end."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from nnctl.render import plain
+from nnctl.sweep import SweepPlan
+from nnctl.sweepconfig import Trial, normalized, yaml_text
+from nnctl.sweeprun import Backend, SweepCallback, SweepResult
+
+TOP = 20  # ranked points shown; trials.csv has them all
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return yaml_text(value) if not isinstance(value, int) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else (f"{seconds // 60}:{seconds % 60:02d}")
+    )
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest unique ending: `learning_rate`, `units` (`1.fully_connected.units` and
+    `3.fully_connected.units` when two layers are swept)."""
+    names = {}
+    for key in keys:
+        parts = normalized(key).split(".")
+        for n in range(1, len(parts) + 1):
+            name = ".".join(parts[-n:])
+            if sum(normalized(k).endswith("." + name) or normalized(k) == name for k in keys) == 1:
+                break
+        names[key] = name
+    return names
+
+
+def _params(trial: Trial) -> str:
+    names = short_names(list(trial.params))
+    return " ".join(f"{names[key]}={yaml_text(value)}" for key, value in trial.params.items())
+
+
+class SweepView(SweepCallback):
+    """The sweep's progress: live on a terminal (running trials with epoch and loss, done of total, elapsed,
+    ETA, best so far), else one line per finished trial; nothing with `quiet`."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console, self.quiet = console, quiet
+        self.live: Live | None = None
+        self.running: dict[int, dict[str, Any]] = {}
+        self.done, self.total = 0, 0
+        self.best: tuple[float, int] | None = None
+        self.started = time.monotonic()
+        self.stopping = False
+
+    def on_sweep_begin(self, plan: SweepPlan, path: Path, todo: list[Trial], backend: Backend) -> None:
+        self.plan, self.total, self.started = plan, len(todo), time.monotonic()
+        self.trials = {trial.number: trial for trial in plan.trials}
+        if self.quiet:
+            return
+        seeds = len(plan.sweep.seeds or [])
+        shape = f"{len(plan.trials) // max(seeds, 1)} points × {seeds} seeds" if seeds > 1 else "1 seed each"
+        left = "" if len(todo) == len(plan.trials) else f", {len(todo)} left to train"
+        threads = f"{backend.threads} BLAS thread{'s' if backend.threads != 1 else ''}"
+        what = f"{backend.slots} workers × {threads}" if backend.name == "local" else f"Ray, {threads} per trial"
+        self.console.print(plain(f"sweep {path}: {len(plan.trials)} trials ({shape}{left}), {what}"), soft_wrap=True)
+        if self.console.is_terminal and todo:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def on_trial_progress(self, trial: Trial, kind: str, payload: dict[str, Any]) -> None:
+        entry = self.running.setdefault(trial.number, {"epochs": None, "epoch": 0})
+        entry.update(payload)
+        self._refresh()
+
+    def on_trial_end(self, trial: Trial, row: dict[str, Any]) -> None:
+        self.running.pop(trial.number, None)
+        if row["status"] == "pending":
+            self._refresh()
+            return
+        self.done += 1
+        value = row.get(self.plan.metric)
+        if row["status"] == "finished" and isinstance(value, float):
+            key = -value if self.plan.maximize else value
+            if self.best is None or key < self.best[0]:
+                self.best = (key, trial.number)
+        if self.live is None and not self.quiet:
+            self.console.print(plain(self._line(trial, row)), soft_wrap=True)
+        elif self.live is not None:
+            self.live.console.print(plain(self._line(trial, row)), soft_wrap=True)
+        self._refresh()
+
+    def on_stop(self) -> None:
+        self.stopping = True
+        if not self.quiet:
+            message = "stopping: running trials finish their batch and save a checkpoint"
+            (self.live.console if self.live is not None else self.console).print(plain(message))
+        self._refresh()
+
+    def __enter__(self) -> SweepView:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def _line(self, trial: Trial, row: dict[str, Any]) -> str:
+        """`trial 3/12 finished  lr=0.01 units=16 seed=0  epochs 45  validation_loss 0.0812  2.1 s`."""
+        parts = [f"trial {trial.number}/{len(self.plan.trials)} {row['status']}", f"{_params(trial)} seed={trial.seed}"]
+        if row.get("epochs"):
+            parts.append(f"{row['epochs']} epoch{'s' if row['epochs'] != 1 else ''}")
+        if row.get(self.plan.metric) is not None:
+            parts.append(f"{self.plan.metric.replace('validation_', 'val_')} {_fmt(row[self.plan.metric])}")
+        if row.get("seconds"):
+            parts.append(f"{row['seconds']:.1f} s")
+        if row.get("error"):
+            parts.append(str(row["error"]).splitlines()[0])
+        return "  ".join(part for part in parts if part.strip())
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _render(self) -> Any:
+        table = Table(title="running", title_justify="left", box=None, pad_edge=False)
+        for column in ("trial", "params", "seed", "epoch", "loss", "val_loss"):
+            table.add_column(column, justify="left" if column == "params" else "right", overflow="ellipsis")
+        for number, entry in sorted(self.running.items()):
+            trial = self.trials[number]
+            epoch = f"{entry.get('epoch', 0)}/{entry.get('epochs') or '?'}"
+            loss, val = _fmt(entry.get("train_loss")), _fmt(entry.get("validation_loss"))
+            table.add_row(str(number), plain(_params(trial)), str(trial.seed), epoch, loss, val)
+        elapsed = time.monotonic() - self.started
+        eta = _duration(elapsed / self.done * (self.total - self.done)) if self.done else "?"
+        best = ""
+        if self.best is not None:
+            value = -self.best[0] if self.plan.maximize else self.best[0]
+            best = f" • best {self.plan.metric} {_fmt(value)} (trial {self.best[1]})"
+        status = "stopping… " if self.stopping else ""
+        footer = Text(f"{status}{self.done}/{self.total} trials • elapsed {_duration(elapsed)} • eta {eta}{best}")
+        return Group(table, footer) if self.running else footer
+
+
+def _mean_std(mean: float, std: float) -> str:
+    """`0.9826 ± 0.0070`: the standard deviation to two significant digits, the mean to the same decimals."""
+    decimals = 4 if std <= 0 or not math.isfinite(std) else max(0, 1 - math.floor(math.log10(std)))
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def results_table(result: SweepResult) -> Table:
+    """The ranked points: parameters, the metric (mean ± std over seeds when there are several), trials."""
+    plan, metric = result.plan, result.plan.metric
+    several = len(plan.sweep.seeds or []) > 1
+    goal = "highest" if plan.maximize else "lowest"
+    table = Table(title=plain(f"{metric}, {goal} first"), title_justify="left")
+    table.add_column("#", justify="right")
+    for name in short_names(list(plan.sweep.parameters)).values():
+        table.add_column(plain(name), justify="right", overflow="fold")
+    table.add_column(f"{metric} (mean ± std)" if several else metric, justify="right")
+    table.add_column("trials" if several else "trial", justify="right")
+    for rank, point in enumerate(result.ranked[:TOP], 1):
+        value = _fmt(point.mean) if point.std is None else _mean_std(point.mean, point.std)
+        if several and len(point.values) < len(plan.sweep.seeds or []):
+            value += f" ({len(point.values)} seeds)"
+        trials = ",".join(map(str, point.trials))
+        table.add_row(str(rank), *(plain(_fmt(v)) for v in point.params.values()), value, trials)
+    return table
+
+
+def results_summary(result: SweepResult) -> list[str]:
+    """Lines under the table: what did not finish, and where the best run is."""
+    lines = []
+    if len(result.ranked) > TOP:
+        lines.append(f"… {len(result.ranked) - TOP} more points in {result.path / 'trials.csv'}")
+    counts: dict[str, int] = {}
+    for row in result.rows.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
+    best = result.best()
+    if best is not None:
+        metric = result.plan.metric
+        lines.append(f"best: trial {best['trial']} ({metric} {_fmt(best[metric])}), run {result.path / best['run']}")
+    else:
+        lines.append("no trial finished")
+    return lines

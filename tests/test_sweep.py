@@ -1,0 +1,535 @@
+"""`nnctl sweep` (SPEC §7): trial order, validation, trials as real runs, failures, Ctrl-C and --resume, and
+both backends — the local process pool and a real local Ray instance — with the same numbers.
+
+Signals and kills go to real subprocesses; Ray is the real thing (the `ray` extra is in the test extra).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from helpers import checkpoint_state, run_cli, toy_config, toy_layers, write_csv
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nnctl.sweepconfig import SweepConfig, trials, yaml_text
+from nnctl.yamlfile import parse_yaml
+
+GRID = {
+    "seeds": [0, 1],
+    "parameters": {"optimizer.learning_rate": [0.05, 0.01], "layers.1.fully_connected.units": [4, 8]},
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path as the working directory, with train.csv / valid.csv and `grid.yaml` (8 quick trials)."""
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "train.csv", 120, seed=1)
+    write_csv(tmp_path / "valid.csv", 40, seed=2)
+    write_config(tmp_path / "grid.yaml", toy_config(sweep=GRID))
+    return tmp_path
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    """The config in the key order written here: a grid's first key varies slowest."""
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def read_trials(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "trials.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def without_seconds(sweep: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in read_trials(sweep)]
+
+
+def arrays(run: Path) -> dict[str, bytes]:
+    with np.load(run / "model.npz", allow_pickle=False) as npz:
+        return {name: npz[name].tobytes() for name in npz.files}
+
+
+def assert_same_sweep(a: Path, b: Path) -> None:
+    """trials.csv equal but for `seconds`, and every trial's model.npz equal bit for bit."""
+    assert without_seconds(a) == without_seconds(b)
+    for row in read_trials(a):
+        if (a / row["run"] / "model.npz").exists():
+            assert arrays(a / row["run"]) == arrays(b / row["run"]), row["trial"]
+
+
+# ----------------------------------------------------------------------------- trial order
+
+
+def test_grid_trials_take_the_product_first_key_slowest_seeds_innermost() -> None:
+    sweep = SweepConfig.model_validate({"parameters": {"a": [1, 2], "b.c": ["x", "y", "z"]}, "seeds": [7, 3]})
+    got = [(t.number, t.params["a"], t.params["b.c"], t.seed) for t in trials(sweep, seed=0)]
+    expected = [(a, b, s) for a in (1, 2) for b in ("x", "y", "z") for s in (7, 3)]
+    assert got == [(n, *row) for n, row in enumerate(expected, 1)]
+    assert [t.point for t in trials(sweep, 0)] == [p for p in range(6) for _ in (7, 3)]
+
+
+def test_random_trials_are_drawn_key_by_key_from_the_configs_seed() -> None:
+    spec = {
+        "method": "random",
+        "trials": 3,
+        "parameters": {
+            "lr": {"log_uniform": [1e-4, 1e-1]},
+            "units": {"int_uniform": [4, 6]},
+            "momentum": {"uniform": [0.5, 0.9]},
+            "act": ["relu", "tanh"],
+        },
+    }
+    sweep = SweepConfig.model_validate(spec)
+    rng = np.random.default_rng(42)  # the documented rule, written out
+    expected = []
+    for _ in range(3):
+        lr = math.exp(rng.uniform(math.log(1e-4), math.log(1e-1)))
+        units = int(rng.integers(4, 6, endpoint=True))
+        momentum = rng.uniform(0.5, 0.9)
+        act = ["relu", "tanh"][int(rng.integers(2))]
+        expected.append({"lr": lr, "units": units, "momentum": momentum, "act": act})
+    got = trials(sweep, seed=42)
+    assert [t.params for t in got] == expected
+    assert all(1e-4 <= t.params["lr"] < 1e-1 and 4 <= t.params["units"] <= 6 for t in got)
+    assert [t.params for t in trials(sweep, seed=43)] != expected  # the config's seed moves the draws
+    assert [t.seed for t in got] == [42, 42, 42]  # default seeds: the config's own
+
+
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(),
+        st.booleans(),
+        st.none(),
+        st.text(max_size=20),
+        st.lists(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False)), max_size=4),
+    )
+)
+def test_a_value_written_for_set_reads_back_exactly(value: Any) -> None:
+    back = parse_yaml(yaml_text(value))
+    assert back == value and type(back) is type(value)
+
+
+# ----------------------------------------------------------------------------- validation before anything trains
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (
+            {"parameters": {"optimizer.learnig_rate": [0.1]}},
+            "sweep.parameters.optimizer.learnig_rate: unknown key (did you mean 'learning_rate'?)",
+        ),
+        ({"parameters": {"optimizer.learning_rate": []}}, "parameters.optimizer.learning_rate: expected at least one"),
+        (
+            {"parameters": {"optimizer.learning_rate": {"log_uniform": [1e-4, 1]}}},
+            "a distribution (log_uniform) needs method: random",
+        ),
+        ({"method": "random", "parameters": {"seed": [1]}}, "sweep.trials: required with method: random"),
+        (
+            {"method": "random", "trials": 2, "parameters": {"optimizer.learning_rate": {"loguniform": [1, 2]}}},
+            "sweep.parameters.optimizer.learning_rate.loguniform: unknown key (did you mean 'log_uniform'?)",
+        ),
+        (
+            {"parameters": {"layers.1.fully_connected.units": [8, 0]}},
+            "sweep trial 2 (layers.1.fully_connected.units=0, seed 0): layers[1].fully_connected.units: "
+            "expected a positive integer, got 0",
+        ),
+        (
+            {"parameters": {"layers.3.fully_connected.units": [2, 5]}},
+            "sweep trial 2 (layers.3.fully_connected.units=5, seed 0): layers[3].fully_connected.units: "
+            "the network ends with 5 outputs, expected 2",
+        ),
+        ({"metric": "val_loss"}, "sweep.metric: 'val_loss' is not a column of history.csv (did you mean"),
+        ({"parameters": {"seed": [1, 2]}}, "sweep.parameters.seed: cannot be swept: use sweep.seeds"),
+    ],
+    ids=["unknown-key", "empty-list", "distribution-in-grid", "random-without-trials", "bad-distribution",
+         "bad-point", "network-vs-data", "metric", "seed"],
+)  # fmt: skip
+def test_a_bad_sweep_exits_2_naming_the_key_and_trains_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str], sweep: dict[str, Any], message: str
+) -> None:
+    write_config(project / "bad.yaml", toy_config(sweep=sweep))
+    code, out, err = run_cli(capsys, "sweep", "bad.yaml")
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not (project / "runs").exists()  # no sweep directory, no trial
+
+
+def test_a_config_without_a_sweep_section_is_an_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(project / "plain.yaml", toy_config())
+    code, _, err = run_cli(capsys, "sweep", "plain.yaml")
+    assert code == 2 and "plain.yaml: has no sweep: section" in err
+
+
+# ----------------------------------------------------------------------------- trials are real runs
+
+
+def test_a_sweep_writes_its_directory_and_ranks_the_points(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "sweep", "grid.yaml", "--workers", "2", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    sweep = project / "runs" / "grid-sweep"
+    assert result["sweep"] == str(Path("runs") / "grid-sweep")
+    files = [".nnctl.lock", ".source.yaml", "sweep.yaml", "trials", "trials.csv"]
+    assert sorted(p.name for p in sweep.iterdir()) == files
+    rows = read_trials(sweep)
+    lr, units = "optimizer.learning_rate", "layers.1.fully_connected.units"
+    assert list(rows[0]) == [
+        "trial", "status", "seed", lr, units, "epochs", "best_epoch", "train_loss", "validation_loss",
+        "train_accuracy", "validation_accuracy", "seconds", "run", "error",
+    ]  # fmt: skip
+    order = [(rate, u, s) for rate in ("0.05", "0.01") for u in ("4", "8") for s in "01"]
+    assert [(r["trial"], r[lr], r[units], r["seed"]) for r in rows] == [(str(n), *t) for n, t in enumerate(order, 1)]
+    assert {r["status"] for r in rows} == {"finished"} and rows[0]["run"] == "trials/0001"
+    resolved = yaml.safe_load((sweep / "sweep.yaml").read_text())["sweep"]
+    assert resolved["metric"] == "validation_loss" and resolved["goal"] == "minimize" and resolved["seeds"] == [0, 1]
+    # the ranking is by the mean over seeds; "best" is the best point's best seed
+    means = {}
+    for row in rows:
+        means.setdefault((row["optimizer.learning_rate"], row["layers.1.fully_connected.units"]), []).append(row)
+    best_point = min(means.values(), key=lambda rs: np.mean([float(r["validation_loss"]) for r in rs]))
+    best_row = min(best_point, key=lambda r: float(r["validation_loss"]))
+    assert result["best"]["trial"] == int(best_row["trial"]) and result["best"]["run"] == best_row["run"]
+    assert result["best"]["validation_loss"] == float(best_row["validation_loss"])
+    values = [float(r["validation_loss"]) for r in best_point]
+    assert result["best"]["validation_loss_mean"] == pytest.approx(np.mean(values))
+    assert result["best"]["validation_loss_std"] == pytest.approx(np.std(values, ddof=1))
+    assert len(result["trials"]) == 8 and result["trials"][0]["status"] == "finished"
+
+
+def test_every_trial_is_bit_identical_to_nnctl_train_with_its_settings(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "sweep", "grid.yaml", "--workers", "2", "-q")
+    assert code == 0, err
+    sweep = project / "runs" / "grid-sweep"
+    for row in read_trials(sweep)[5:7]:  # learning rate 0.01, 4 units, seed 1; and 8 units, seed 0
+        sets = [f"optimizer.learning_rate={row['optimizer.learning_rate']}", f"seed={row['seed']}"]
+        sets.append(f"layers.1.fully_connected.units={row['layers.1.fully_connected.units']}")
+        args = ["train", "grid.yaml", *[a for s in sets for a in ("--set", s)], "--threads", "1", "--out", "alone"]
+        assert run_cli(capsys, *args, "--force", "-q")[0] == 0
+        assert arrays(project / "alone") == arrays(sweep / row["run"])
+    trial = sweep / "trials" / "0006"
+    code, out, _ = run_cli(capsys, "eval", trial, "valid.csv", "--json")  # a trial is a complete run
+    assert code == 0 and json.loads(out)["n_samples"] == 40
+    assert run_cli(capsys, "predict", trial, "valid.csv")[0] == 0
+
+
+def test_the_trials_with_the_most_work_start_first(project: Path) -> None:
+    """Wider networks (more weights) start first, equals in trial order, so the last trials to run are short."""
+    from nnctl.sweep import dispatch_order, plan_sweep
+
+    plan = plan_sweep(Path("grid.yaml"), [])
+    assert [t.number for t in dispatch_order(plan, plan.trials)] == [3, 4, 7, 8, 1, 2, 5, 6]
+    longer = plan_sweep(Path("grid.yaml"), ["training.epochs=50"])
+    assert longer.costs[0] == 10 * plan.costs[0]  # work scales with the epochs
+
+
+def test_nnctl_train_on_a_sweep_config_trains_the_base_config(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(capsys, "train", "grid.yaml", "--out", "base", "-q")[0] == 0
+    assert yaml.safe_load((project / "base" / "config.yaml").read_text())["optimizer"]["learning_rate"] == 0.05
+
+
+def test_a_diverging_trial_is_recorded_and_the_others_go_on(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_csv(project / "reg.csv", 80, seed=3, task="regression")
+    regression = {
+        "data": {"train": "reg.csv", "target": "y", "validation_split": 0.25},
+        "layers": ["input", {"fully_connected": {"units": 4}}, "relu", {"fully_connected": {"units": 1}}],
+        "objective": "squared_error",
+        "optimizer": {"name": "sgd"},
+        "training": {"epochs": 4, "batch_size": 16},
+    }
+    write_config(project / "div.yaml", regression | {"sweep": {"parameters": {"optimizer.learning_rate": [0.01, 1e6]}}})
+    code, _, err = run_cli(capsys, "sweep", "div.yaml", "--workers", "2")
+    assert code == 0, err
+    rows = read_trials(project / "runs" / "div-sweep")
+    assert [r["status"] for r in rows] == ["finished", "diverged"]
+    assert "training diverged" in rows[1]["error"] and rows[0]["error"] == ""
+    write_config(project / "all.yaml", regression | {"sweep": {"parameters": {"optimizer.learning_rate": [1e6, 1e7]}}})
+    code, out, _ = run_cli(capsys, "sweep", "all.yaml")
+    assert code == 1 and "no trial finished" in out  # exit 1: none finished
+
+
+def test_a_trial_that_fails_records_its_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The data file disappears after the sweep was validated: each trial fails with the reason, exit 1."""
+    from nnctl.sweep import plan_sweep
+    from nnctl.sweeppool import LocalBackend
+    from nnctl.sweeprun import run_sweep
+
+    plan = plan_sweep(Path("grid.yaml"), [])
+    os.remove(project / "train.csv")
+    result = run_sweep(plan, LocalBackend(workers=2, threads=1), out=project / "gone")
+    assert result.exit_code == 1
+    rows = read_trials(project / "gone")
+    assert {r["status"] for r in rows} == {"failed"} and "train.csv" in rows[0]["error"]
+
+
+def test_sweep_directories_are_numbered_and_never_replaced_without_force(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = toy_config(sweep={"parameters": {"optimizer.learning_rate": [0.05]}})
+    write_config(project / "one.yaml", small)
+    assert run_cli(capsys, "sweep", "one.yaml", "-q")[0] == 0
+    assert run_cli(capsys, "sweep", "one.yaml", "-q")[0] == 0
+    assert (project / "runs" / "one-sweep-2" / "trials.csv").exists()
+    code, _, err = run_cli(capsys, "sweep", "one.yaml", "--out", "runs/one-sweep", "-q")
+    assert code == 2 and "a sweep already exists here; pass --force" in err
+    before = (project / "runs" / "one-sweep" / "trials.csv").read_text()
+    assert run_cli(capsys, "sweep", "one.yaml", "--out", "runs/one-sweep", "--force", "-q")[0] == 0
+    assert (project / "runs" / "one-sweep" / "trials.csv").read_text() != before  # seconds differ: a new sweep
+
+
+def test_resume_refuses_a_different_config(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(project / "one.yaml", toy_config(sweep={"parameters": {"optimizer.learning_rate": [0.05]}}))
+    assert run_cli(capsys, "sweep", "one.yaml", "--out", "s", "-q")[0] == 0
+    code, _, err = run_cli(capsys, "sweep", "one.yaml", "--resume", "s", "--set", "training.epochs=9")
+    assert code == 2 and "the configs differ in training.epochs" in err
+    assert run_cli(capsys, "sweep", "--resume", "s", "-q")[0] == 0  # nothing left to do
+
+
+def test_train_threads_limits_blas(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nnctl.threads import blas_threads, threads_in_use
+
+    with blas_threads(1):
+        assert threads_in_use() == 1
+    code, _, err = run_cli(capsys, "train", "grid.yaml", "--threads", "0")
+    assert code == 2 and "--threads" in err
+
+
+# ----------------------------------------------------------------------------- signals and kills (subprocesses)
+
+
+@pytest.fixture
+def slow(project: Path) -> Path:
+    """`slow.yaml`: 4 trials of a second or two each (2,000 rows, batch 4)."""
+    write_csv(project / "big.csv", 2000, seed=3, noise=1.0)
+    data = {"train": "big.csv", "validation": "valid.csv", "target": "label"}
+    sweep = {"parameters": {"optimizer.learning_rate": [0.01, 0.003], "layers.1.fully_connected.units": [16, 32]}}
+    config = toy_config(data=data, layers=toy_layers(hidden=16), training={"epochs": 6, "batch_size": 4}, sweep=sweep)
+    write_config(project / "slow.yaml", config)
+    return project / "slow.yaml"
+
+
+def nnctl(*args: Any, cwd: Path) -> subprocess.Popen[str]:
+    """`nnctl ARGS` in its own session (so a test can Ctrl-C its process group, as a terminal does)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnctl", *map(str, args)],
+        cwd=cwd,
+        env=os.environ | {"NNCTL_SAVE_EVERY": "0.05", "COLUMNS": "100"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition: Any, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def epochs_done(run: Path) -> int:
+    try:
+        return int(json.loads((run / "model.json").read_text())["epochs_completed"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def unlocked(lock: Path) -> bool:
+    """Nobody holds this run directory's lock (its trial has stopped and saved)."""
+    with open(lock, "a") as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_a_stopped_sweep_resumes_exactly(
+    project: Path, slow: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """Ctrl-C (the whole process group, as a terminal sends it) saves every running trial and prints the resume
+    command; SIGKILL of the sweep process alone leaves its workers to stop and save their trials by themselves.
+    Either way --resume ends as an uninterrupted sweep: trials.csv but `seconds`, every model.npz."""
+    cut = project / "cut"
+    child = nnctl("sweep", slow, "--out", cut, "--workers", "2", cwd=project)
+    wait_for(lambda: any(epochs_done(run) >= 1 for run in cut.glob("trials/*")) or child.poll() is not None)
+    if how == "ctrl-c":
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=90)
+        assert child.returncode == 130, err
+        assert "Traceback" not in err and f"resume with: nnctl sweep --resume {cut}" in err
+        statuses = [row["status"] for row in read_trials(cut)]
+        assert "interrupted" in statuses and set(statuses) <= {"finished", "interrupted", "pending"}
+    else:
+        child.kill()
+        child.communicate(timeout=90)
+        wait_for(lambda: all(unlocked(lock) for lock in cut.glob("trials/*/.nnctl.lock")))
+    stopped = [run for run in sorted(cut.glob("trials/*")) if checkpoint_state(run)["stop_reason"] == "interrupted"]
+    assert stopped, "a running trial stops after its batch and saves its checkpoint"
+    assert run_cli(capsys, "sweep", "--resume", cut, "-q")[0] == 0
+    assert run_cli(capsys, "sweep", slow, "--out", project / "whole", "--workers", "2", "-q")[0] == 0
+    assert_same_sweep(project / "whole", cut)
+
+
+def test_a_killed_worker_fails_its_trial_and_the_sweep_goes_on(project: Path, slow: Path) -> None:
+    sweep = {"parameters": {"training.epochs": [2, 100000, 2, 2]}}
+    write_config(project / "kill.yaml", {**yaml.safe_load(slow.read_text()), "sweep": sweep})
+    out = project / "k"
+    child = nnctl("sweep", "kill.yaml", "--out", out, "--workers", "2", cwd=project)
+    lock = out / "trials" / "0002" / ".nnctl.lock"
+    wait_for(lambda: epochs_done(lock.parent) >= 1 or child.poll() is not None)
+    pid = int(re.search(r"pid (\d+)", lock.read_text()).group(1))  # the worker holding trial 2
+    os.kill(pid, signal.SIGKILL)
+    _, err = child.communicate(timeout=90)
+    assert child.returncode == 0, err
+    rows = read_trials(out)
+    assert [r["status"] for r in rows] == ["finished", "failed", "finished", "finished"]
+    assert rows[1]["error"] == "the worker process running this trial was killed by SIGKILL (out of memory?)"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def worker_cpu(child: subprocess.Popen[str]) -> tuple[int, int]:
+    """CPU ticks of the sweep's worker processes until it ends: (their main threads, all their other threads)."""
+    ticks: dict[tuple[int, int], int] = {}
+    while child.poll() is None:
+        for pid in [w for server in _children(child.pid) for w in _children(server)]:  # nnctl → fork server → workers
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in map(int, tids):
+                try:
+                    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                ticks[(pid, tid)] = max(ticks.get((pid, tid), 0), int(fields[11]) + int(fields[12]))
+        time.sleep(0.01)
+    main = sum(t for (pid, tid), t in ticks.items() if pid == tid)
+    return main, sum(ticks.values()) - main
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads from /proc (Linux)")
+def test_workers_never_run_more_blas_threads_than_there_are_cores(project: Path) -> None:
+    """With one worker per core, each trial has 1 BLAS thread: the workers' other threads stay idle. The same
+    measure shows 2 threads per worker when asked for (the check can fail)."""
+    from nnctl.threads import available_cores
+
+    root = Path(__file__).resolve().parent.parent
+    data = {"train": str(root / "data" / "digits_train.csv"), "validation_split": 0.2, "target": "digit"}
+    layers = ["input", {"fully_connected": {"units": 512}}, "relu", {"fully_connected": {"units": 10}}, "softmax"]
+    sweep = {"parameters": {"optimizer.learning_rate": [0.01, 0.02]}}
+    wide = toy_config(data=data, layers=layers, training={"epochs": 6, "batch_size": 1024}, sweep=sweep)
+    write_config(project / "wide.yaml", wide)
+    cores = str(available_cores())
+    main, other = worker_cpu(nnctl("sweep", "wide.yaml", "--out", "a", "--workers", cores, "-q", cwd=project))
+    assert main > 0 and other < 0.35 * main, (main, other)
+    shorter = ("--set", "training.epochs=2", "--threads", "2")
+    main, other = worker_cpu(nnctl("sweep", "wide.yaml", "--out", "b", "--workers", cores, *shorter, cwd=project))
+    assert other > 0.5 * main, (main, other)
+
+
+# ----------------------------------------------------------------------------- Ray, for real
+
+
+def test_ray_without_ray_installed_names_the_extra(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed: `import ray` fails
+    code, _, err = run_cli(capsys, "sweep", "grid.yaml", "--backend", "ray")
+    assert code == 2 and 'pip install "nnctl[ray]"' in err
+    assert not (project / "runs").exists()
+
+
+def test_ray_at_an_address_nothing_answers_is_an_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "sweep", "grid.yaml", "--backend", "ray", "--address", "127.0.0.1:1")
+    assert code == 2 and "nothing answers at 127.0.0.1:1" in err
+    assert not (project / "runs").exists()
+
+
+def test_ray_ctrl_c_and_resume_match_the_local_backend(
+    project: Path, slow: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nnctl starts its own Ray (no address); Ctrl-C brings the running trials' checkpoints back and cancels the
+    others; the sweep is then finished on another Ray instance, and equals a local sweep."""
+    config = yaml.safe_load(slow.read_text()) | {"sweep": {"parameters": {"training.epochs": [1, 100, 2, 2]}}}
+    write_config(project / "uneven.yaml", config)
+    cut = project / "ray-cut"
+    child = nnctl("sweep", "uneven.yaml", "--out", cut, "--backend", "ray", cwd=project)
+    assert child.stdout is not None
+    for line in child.stdout:  # trial 2, the longest, starts first; trial 1, the shortest, ends while it trains
+        if line.startswith("trial 1/4 finished"):
+            break
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert f"resume with: nnctl sweep --resume {cut} --backend ray" in err
+    statuses = [row["status"] for row in read_trials(cut)]
+    assert statuses[0] == "finished" and "interrupted" in statuses, statuses
+    assert (cut / "trials" / "0002" / "checkpoint" / "checkpoint.npz").exists()  # brought back from the task
+    assert run_cli(capsys, "sweep", "uneven.yaml", "--out", project / "local", "--workers", "2", "-q")[0] == 0
+    ray_session()  # the module's own Ray instance starts only now
+    assert run_cli(capsys, "sweep", "--resume", cut, "--backend", "ray", "-q")[0] == 0
+    assert_same_sweep(project / "local", cut)
+
+
+def test_ray_trials_equal_local_trials(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ray_session()
+    code, out, err = run_cli(capsys, "sweep", "grid.yaml", "--backend", "ray", "--out", "ray", "--json")
+    assert code == 0, err
+    assert json.loads(out)["best"] is not None
+    assert run_cli(capsys, "sweep", "grid.yaml", "--workers", "2", "--out", "local", "-q")[0] == 0
+    assert_same_sweep(project / "local", project / "ray")
+    assert not (project / "ray" / "trials" / "0001" / ".nnctl.lock").exists()  # written by the driver
+
+
+_RAY: list[Any] = []
+
+
+def ray_session() -> Any:
+    """This module's Ray instance, started on first use (after any test that lets nnctl start its own)."""
+    import logging
+
+    import ray
+
+    if not _RAY:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        _RAY.append(ray)
+    return ray
+
+
+def teardown_module() -> None:
+    for ray in _RAY:
+        ray.shutdown()
