@@ -562,27 +562,19 @@ def sweep(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
 ) -> None:
     """Train every point of the config's sweep: section, in parallel; rank the results."""
-    from nnctl.sweep import plan_sweep, resume_plan
     from nnctl.sweeprun import open_backend, run_sweep
     from nnctl.sweepview import SweepView
 
     if resume is not None and (out_dir is not None or force):
         raise typer.BadParameter("--resume finishes a sweep in its own directory: leave out --out and --force")
-    if config is None and resume is None:
-        raise typer.BadParameter("give a CONFIG with a sweep: section, or --resume DIR to finish a sweep")
-    if backend is BackendName.local:
-        from nnctl.sweeppool import start_server
-
-        start_server()  # its imports overlap the validation below
-    plan = resume_plan(resume, config, set_) if resume is not None else plan_sweep(config, set_)  # type: ignore[arg-type]
-    console = err if as_json else out
+    plan = _sweep_plan(config, set_, resume, backend)
     with (
-        open_backend(backend.value, workers, threads, address, cpus_per_trial) as runner_backend,
-        SweepView(console, quiet) as view,
+        open_backend(backend.value, workers, threads, address, cpus_per_trial) as runner,
+        SweepView(err if as_json else out, quiet) as view,
     ):
         result = run_sweep(
             plan,
-            runner_backend,
+            runner,
             out=out_dir,
             force=force,
             resume=resume,
@@ -593,6 +585,21 @@ def sweep(
     _sweep_report(result, as_json, quiet, ["--backend", "ray"] + (["--address", address] if address else []))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def _sweep_plan(config: Path | None, set_: list[str], resume: Path | None, backend: BackendName) -> Any:
+    """The sweep, validated (from CONFIG, or the sweep directory being resumed)."""
+    from nnctl.sweep import plan_sweep, resume_plan
+
+    if backend is BackendName.local:
+        from nnctl.sweeppool import start_server
+
+        start_server()  # its imports overlap the validation below
+    if resume is not None:
+        return resume_plan(resume, config, set_)
+    if config is None:
+        raise typer.BadParameter("give a CONFIG with a sweep: section, or --resume DIR to finish a sweep")
+    return plan_sweep(config, set_)
 
 
 def _sweep_report(result: Any, as_json: bool, quiet: bool, ray_options: list[str]) -> None:
