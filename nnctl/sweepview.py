@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.render import plain
+from nnctl.cells import plain
 from nnctl.sweep import SweepPlan
 from nnctl.sweepconfig import Trial, normalized, yaml_text
 from nnctl.sweeprun import Backend, SweepCallback, SweepResult
@@ -101,10 +101,10 @@ class SweepView(SweepCallback):
             key = -value if self.plan.maximize else value
             if self.best is None or key < self.best[0]:
                 self.best = (key, trial.number)
-        if self.live is None and not self.quiet:
-            self.console.print(plain(self._line(trial, row)), soft_wrap=True)
+        if self.live is None and not self.quiet:  # wrapped at spaces by rich, never inside a number
+            self.console.print(plain(self._line(trial, row)))
         elif self.live is not None:
-            self.live.console.print(plain(self._line(trial, row)), soft_wrap=True)
+            self.live.console.print(plain(self._line(trial, row)))
         self._refresh()
 
     def on_stop(self) -> None:
@@ -144,13 +144,16 @@ class SweepView(SweepCallback):
 
     def _render(self) -> Any:
         table = Table(title="running", title_justify="left", box=None, pad_edge=False)
-        for column in ("trial", "params", "seed", "epoch", "loss", "val_loss"):
-            table.add_column(column, justify="left" if column == "params" else "right", overflow="ellipsis")
+        table.add_column("trial", justify="right", no_wrap=True)
+        table.add_column("params")  # one key=value a line: wraps between them, never inside one
+        for column in ("epoch", "loss", "val_loss"):
+            table.add_column(column, justify="right", no_wrap=True)
         for number, entry in sorted(self.running.items()):
             trial = self.trials[number]
+            params = "\n".join([*_params(trial).split(), f"seed={trial.seed}"])
             epoch = f"{entry.get('epoch', 0)}/{entry.get('epochs') or '?'}"
             loss, val = _fmt(entry.get("train_loss")), _fmt(entry.get("validation_loss"))
-            table.add_row(str(number), plain(_params(trial)), str(trial.seed), epoch, loss, val)
+            table.add_row(str(number), plain(params), epoch, loss, val)
         elapsed = time.monotonic() - self.started
         eta = _duration(elapsed / self.done * (self.total - self.done)) if self.done else "?"
         best = ""
@@ -177,7 +180,8 @@ def results_table(result: SweepResult) -> Table:
     table.add_column("#", justify="right")
     for name in short_names(list(plan.sweep.parameters)).values():
         table.add_column(plain(name), justify="right", overflow="fold")
-    table.add_column(f"{metric} (mean ± std)" if several else metric, justify="right")
+    short = metric.replace("validation_", "val_")  # the title names it in full; a header wraps at its space
+    table.add_column(f"{short} (mean ± std)" if several else short, justify="right")
     table.add_column("trials" if several else "trial", justify="right")
     for rank, point in enumerate(result.ranked[:TOP], 1):
         value = _fmt(point.mean) if point.std is None else _mean_std(point.mean, point.std)
