@@ -430,7 +430,8 @@ def export(
         )
         for side in ("inputs", "outputs")
     }
-    described = f"input {shapes['inputs']}; outputs {shapes['outputs']}"
+    inputs = "inputs" if len(signature["inputs"]) > 1 else "input"
+    described = f"{inputs} {shapes['inputs']}; outputs {shapes['outputs']}"
     out.print(f"wrote {path} (ONNX opset {signature['opset']}): {described}", markup=False, soft_wrap=True)
 
 

@@ -95,10 +95,12 @@ class Categorical:
         unseen = index < 0
         if not unseen.any():
             return index, None
-        values_seen = sorted({MISSING if m else k for k, m in zip(keys[unseen], missing[unseen], strict=True)})
+        found = sorted({MISSING if m else k for k, m in zip(keys[unseen], missing[unseen], strict=True)})
+        shown = ", ".join(v if v == MISSING else shorten(v, 40) for v in found[:8]) + (", …" if len(found) > 8 else "")
+        rows = int(unseen.sum())
         warning = (
-            f"{source}: column {self.column!r}: {int(unseen.sum()):,} row(s) hold "
-            f"{shorten_list(values_seen, 'value(s)')} not seen in training; encoded as all zeros"
+            f"{source}: column {self.column!r}: {shown} {'was' if len(found) == 1 else f'({len(found)} values) were'} "
+            f"not seen in training ({rows:,} row{'s' if rows > 1 else ''}); encoded as all zeros"
         )
         return index, warning
 
