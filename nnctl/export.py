@@ -226,8 +226,8 @@ def metadata(run: Run) -> dict[str, str]:
     categories, classes (one label column) or targets (JSON lists), objective, nnctl_version."""
     enc, pre = run.encoding, _preprocessing(run)
     props = {"features": json.dumps(pre.numeric)}
-    props["inputs"] = json.dumps((["features"] if pre.numeric else []) + [c.column for c in pre.categorical])
-    if pre.categorical:
+    if pre.categorical:  # the graph's inputs, in order, and each categorical input's categories
+        props["inputs"] = json.dumps((["features"] if pre.numeric else []) + [c.column for c in pre.categorical])
         props["categories"] = json.dumps({c.column: c.categories for c in pre.categorical})
     if run.task.classification and not run.task.multilabel:
         props["classes"] = json.dumps(enc.classes)
