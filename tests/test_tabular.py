@@ -16,6 +16,8 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 from helpers import run_cli, write_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnctl.config import load_config
 from nnctl.errors import ConfigError, DataError
@@ -24,7 +26,7 @@ from nnctl.loading import load_data
 from nnctl.metrics import roc_auc
 from nnctl.run import load_run
 from nnctl.seeds import streams
-from nnctl.tabular import Categorical, TargetScale, class_weights, fit_preprocessing
+from nnctl.tabular import Categorical, TargetScale, category_keys, class_weights, fit_preprocessing
 from nnctl.train import Callback, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,30 @@ def test_fills_and_one_hot_columns_worked_by_hand(missing: str, fill: float) -> 
     ]
     np.testing.assert_array_equal(encoded, expected)
     assert warnings == ["t.csv: column 'c': 'c' was not seen in training (1 row); encoded as all zeros"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    train_values=st.lists(st.sampled_from(["a", "b", "c", "", "NA"]), min_size=1, max_size=12),
+    new_values=st.lists(st.sampled_from(["a", "b", "c", "d", "", "null"]), min_size=1, max_size=12),
+    allow=st.booleans(),
+)
+def test_each_row_has_one_category_or_none(train_values: list[str], new_values: list[str], allow: bool) -> None:
+    """Whatever the values: the block is as wide as the categories (+ missing), a row has at most one 1, and
+    exactly one unless its value was not seen in training."""
+    train_keys, train_missing = category_keys(pd.Series(train_values), "c", "t")
+    encoder = Categorical.fit(train_keys, train_missing, False, "c", allow)
+    assert encoder.width == len(set(train_keys[~train_missing])) + (allow and bool(train_missing.any()))
+    values = pd.Series(new_values)
+    if not allow and category_keys(values, "c", "t")[1].any():
+        with pytest.raises(DataError):
+            encoder.indices(values, "t", str, allow)
+        return
+    index, warning = encoder.indices(values, "t", str, allow)
+    one_hot = np.zeros((len(values), encoder.width))
+    one_hot[np.flatnonzero(index >= 0), index[index >= 0]] = 1
+    assert (one_hot.sum(axis=1) <= 1).all()
+    assert (warning is None) == bool((index >= 0).all())
 
 
 def test_most_frequent_breaks_ties_with_the_smallest_value() -> None:
