@@ -322,8 +322,10 @@ def features_table(described: dict[str, Any]) -> Table:
     """The features as the network sees them: each numeric column (and its fill), each categorical column's
     one-hot columns; the caption names the target and classes."""
     table = Table(title=f"features → {described['n_features']} input columns", title_justify="left")
-    for col in ("feature", "kind", "columns", "encoding"):
-        table.add_column(col, justify="right" if col == "columns" else "left", overflow="fold")
+    table.add_column("feature", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("width", justify="right", no_wrap=True)  # its input columns
+    table.add_column("encoding", overflow="fold")
     for f in described["features"]:
         if f["kind"] == "numeric":
             detail = f"missing → {f['fill']:.6g} ({described['missing']})" if "fill" in f else ""
