@@ -117,7 +117,8 @@ def read_data(config: Config, fingerprint: bool = True) -> LoadedData:
     if not fingerprint:
         return LoadedData(encoding, train, validation, {}, None, test, tuple(notes))
     sha256 = data_fingerprint(config)
-    files = data_files(config, len(train), len(validation) if validation is not None else 0, sha256)
+    test_rows = len(test) if test is not None else 0
+    files = data_files(config, len(train), len(validation) if validation is not None else 0, sha256, test_rows)
     return LoadedData(encoding, train, validation, sha256, files, test, tuple(notes))
 
 
@@ -346,7 +347,10 @@ def run_provenance(
     if files is None:
         validation = setup.validation
         held_out = len(validation) if validation is not None and config.data.validation is None else 0  # a split
-        files = data_files(config, len(setup.train) + held_out, len(validation) if validation is not None else 0, data)
+        test_rows = len(setup.test) if setup.test is not None else 0
+        files = data_files(
+            config, len(setup.train) + held_out, len(validation) if validation is not None else 0, data, test_rows
+        )
     current = provenance.record(command, files)
     if resumed is None:
         return current
@@ -357,11 +361,17 @@ def run_provenance(
     return provenance.resumed(original if isinstance(original, dict) else None, current)
 
 
-def data_files(config: Config, train_rows: int, validation_rows: int, data: dict[str, str | None]) -> dict[str, Any]:
+def data_files(
+    config: Config, train_rows: int, validation_rows: int, data: dict[str, str | None], test_rows: int = 0
+) -> dict[str, Any]:
     """The provenance records of the data files: path, sha256, rows read (the training file's before any split)."""
     files = {"train": provenance.data_file(config.data.train, data["train"], train_rows)}
     if config.data.validation is not None:
         files["validation"] = provenance.data_file(config.data.validation, data["validation"], validation_rows)
+    if config.data.test is not None:  # data.test is not part of the fingerprint a resume checks: hashed here
+        memo = cache_dir() / MEMO if config.data.cache else None
+        test_sha = file_sha256(Path(config.data.test), memo)
+        files["test"] = provenance.data_file(config.data.test, test_sha, test_rows)
     return files
 
 
