@@ -184,9 +184,10 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> Preprocessing:
         categorical = [
-            Categorical(c["column"], list(c["categories"]), bool(c["missing"])) for c in value["categorical"]
+            Categorical(c["column"], list(c["categories"]), bool(c["missing"])) for c in value.get("categorical", [])
         ]
-        return cls(list(value["numeric"]), categorical, str(value["missing"]), [float(f) for f in value["fills"]])
+        fills = [float(f) for f in value.get("fills", [])]
+        return cls(list(value["numeric"]), categorical, str(value.get("missing", "error")), fills)
 
 
 def has_nan(X: np.ndarray, block: int = 1 << 16) -> bool:

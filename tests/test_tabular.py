@@ -414,6 +414,42 @@ def test_resume_is_exact_with_categories_fills_and_class_weights(table: Path) ->
     assert resumed.test == whole.test
 
 
+def test_resume_is_exact_with_scale_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=90)
+    kind = rng.choice(["x", "y", "z"], 90)
+    pd.DataFrame({"a": a, "kind": kind, "price": 900 + 250 * a + 80 * (kind == "x")}).to_csv(tmp_path / "p.csv")
+    config = {
+        "data": {"train": "p.csv", "target": "price", "categorical": ["kind"], "scale_target": True},
+        "layers": ["input", {"fully_connected": {"units": 4}}, "tanh", {"fully_connected": {"units": 1}}, "linear"],
+        "objective": "squared_error",
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "training": {"epochs": 4, "batch_size": 16},
+    }
+    config["data"]["validation_split"] = 0.2
+    path = write_config(tmp_path / "p.yaml", config)
+    train(load_config(path), out=tmp_path / "whole")
+    stopped = train(load_config(path), out=tmp_path / "part", callback=SigintAfter(7), handle_signals=True)
+    assert stopped.status == "interrupted"
+    train(load_config(tmp_path / "part" / "config.yaml"), resume=tmp_path / "part")
+    assert model_bytes(tmp_path / "whole") == model_bytes(tmp_path / "part")
+    whole, part = (pd.read_csv(tmp_path / r / "history.csv").drop(columns="seconds") for r in ("whole", "part"))
+    pd.testing.assert_frame_equal(whole, part)
+
+
+def test_a_model_saved_before_preprocessing_existed_still_loads(
+    table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tabular_config(table, categorical=[], features=["size", "grade"], missing="error")
+    assert run_cli(capsys, "train", path, "--out", table / "run", "--quiet")[0] == 0
+    before = load_run(table / "run").evaluate(pd.read_csv(table / "test.csv"))
+    meta = json.loads((table / "run" / "model.json").read_text())
+    for key in ("preprocessing", "target_scale", "class_weights"):
+        del meta[key]
+    (table / "run" / "model.json").write_text(json.dumps(meta))
+    assert load_run(table / "run").evaluate(pd.read_csv(table / "test.csv")) == before
+
+
 def test_gradcheck_checks_the_encoded_inputs(table: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "gradcheck", tabular_config(table, class_weight="balanced"), "--json")
     checks = json.loads(out)
