@@ -205,7 +205,9 @@ def fit_preprocessing(
     source: str,
 ) -> Preprocessing:
     """Fit the fills and categories on the training rows `rows` of X (numeric columns) and `side` (None: all)."""
-    fills = [_fill(X[:, j] if rows is None else X[rows, j], data, name, source) for j, name in enumerate(numeric)]
+    fills = []
+    if data.missing != "error":  # one column at a time: X may be a large memory map
+        fills = [_fill(X[:, j] if rows is None else X[rows, j], data, name, source) for j, name in enumerate(numeric)]
     encoders = []
     for name in categorical:
         column = side[name]
@@ -213,14 +215,12 @@ def fit_preprocessing(
         integers = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
         chosen = slice(None) if rows is None else rows
         encoders.append(Categorical.fit(keys.iloc[chosen], missing[chosen], integers, name, data.missing != "error"))
-    return Preprocessing(list(numeric), encoders, data.missing, fills if data.missing != "error" else [])
+    return Preprocessing(list(numeric), encoders, data.missing, fills)
 
 
 def _fill(values: np.ndarray, data: Any, column: str, source: str) -> float:
     """The value missing entries of a numeric column get: data.missing's statistic of its training values."""
     how = data.missing
-    if how == "error":
-        return float("nan")
     if how == "constant":
         return float(data.fill_value)
     present = values[~np.isnan(values)].astype(np.float64)
