@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+import yaml
 from helpers import run_cli, write_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -448,6 +449,27 @@ def test_a_model_saved_before_preprocessing_existed_still_loads(
         del meta[key]
     (table / "run" / "model.json").write_text(json.dumps(meta))
     assert load_run(table / "run").evaluate(pd.read_csv(table / "test.csv")) == before
+
+
+def test_sweep_trials_fit_their_own_encoders_and_match_nnctl_train(
+    table: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep reads the files once; each trial splits with its seed and fits on its own training rows, exactly as
+    `nnctl train` with the same settings."""
+    path = tabular_config(table, validation_split=0.25, test="test.csv", class_weight="balanced")
+    config = yaml.safe_load(path.read_text()) | {"sweep": {"seeds": [0, 1], "parameters": {"training.epochs": [2]}}}
+    write_config(path, config)
+    monkeypatch.chdir(table)
+    code, _, err = run_cli(capsys, "sweep", path, "--workers", "2", "--out", "sweep", "-q")
+    assert code == 0, err
+    fills = []
+    for trial, seed in (("0001", 0), ("0002", 1)):
+        args = ("--set", "training.epochs=2", "--set", f"seed={seed}", "--threads", "1", "--out", f"alone{seed}", "-q")
+        assert run_cli(capsys, "train", path, *args)[0] == 0
+        assert model_bytes(table / "sweep" / "trials" / trial) == model_bytes(table / f"alone{seed}")
+        assert (table / "sweep" / "trials" / trial / "test_metrics.json").is_file()
+        fills.append(json.loads((table / f"alone{seed}" / "model.json").read_text())["preprocessing"]["fills"])
+    assert fills[0] != fills[1]  # two seeds, two splits, two sets of training rows
 
 
 def test_gradcheck_checks_the_encoded_inputs(table: Path, capsys: pytest.CaptureFixture[str]) -> None:
