@@ -50,10 +50,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_DIR)
 
 
-def entry_key(sha256: str, features: list[str] | None, targets: list[str], dtype: Any) -> str:
+def entry_key(sha256: str, features: list[str] | None, targets: list[str], dtype: Any, missing_ok: bool = False) -> str:
     """The key of a file's entry: its content hash, the columns taken from it (features None: all but the
-    targets), the dtype, the layout."""
+    targets; `targets` also holds the categorical columns, kept as parsed), the dtype, the layout, and whether
+    missing feature values were kept as NaN (data.missing other than `error`) rather than refused."""
     parts = {"sha256": sha256, "features": features, "targets": targets, "dtype": np.dtype(dtype).name}
+    if missing_ok:  # only then, so entries made before data.missing existed keep their keys
+        parts["missing_ok"] = True
     return hashlib.sha256(json.dumps({**parts, "layout": LAYOUT}, sort_keys=True).encode()).hexdigest()
 
 

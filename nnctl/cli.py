@@ -181,7 +181,7 @@ def evaluate(
 
     model = load_run(run)
     _note_unfinished(model.meta, run)
-    result = model.evaluate(read_table(csv, "DATA"), str(csv))
+    result = model.evaluate(read_table(csv, "DATA"), str(csv), _warn)
     if is_training_file(model.meta, csv):
         err.print(
             f"warning: {csv} is byte-identical to the file {run} trained on; these are training scores, "
@@ -193,6 +193,11 @@ def evaluate(
         return
     for table in evaluation_tables(result, f"{run} on {csv}", per_class):
         out.print(table)
+
+
+def _warn(message: str) -> None:
+    """A warning from the library (values not seen in training), on stderr."""
+    err.print(f"warning: {message}", markup=False)
 
 
 def _read_input(csv: Path, read_table: Any) -> Any:
@@ -245,7 +250,7 @@ def predict(
     model = load_run(run)
     _note_unfinished(model.meta, run)
     frame = _read_input(csv, read_table)
-    predictions = model.predict(frame, str(csv))
+    predictions = model.predict(frame, str(csv), _warn)
     taken = [c for c in predictions.columns if c in frame.columns]
     if taken:
         raise DataError(
@@ -313,10 +318,14 @@ def summary(
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
     from nnctl.config import load_config
     from nnctl.experiment import set_up
-    from nnctl.render import chain_table, optimizer_text, summary_table
+    from nnctl.render import chain_table, features_table, optimizer_text, summary_table
+    from nnctl.tabular import describe_features
 
     setup = set_up(load_config(config, set_))
-    network, n_features = setup.network, len(setup.encoding.features)
+    for warning in setup.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    network, n_features = setup.network, setup.encoding.n_features
+    described = describe_features(setup.encoding)
     rows = network.layer_table(n_features)
     chain = network.jacobian_chain(n_features)
     validation = len(setup.validation) if setup.validation is not None else 0
@@ -334,11 +343,14 @@ def summary(
                 "jacobian_chain": chain,
                 "train_rows": len(setup.train),
                 "validation_rows": validation,
+                "test_rows": len(setup.test) if setup.test is not None else 0,
+                **described,
                 "optimizer": optimizer,
                 "learning_rates": rates,
             }
         )
         return
+    out.print(features_table(described))
     out.print(summary_table(rows, n_features))
     out.print(chain_table(chain, n_features))
     out.print(optimizer_text(optimizer, rates, "validation loss" if validation else "training loss"), markup=False)
@@ -418,7 +430,8 @@ def export(
         )
         for side in ("inputs", "outputs")
     }
-    described = f"input {shapes['inputs']}; outputs {shapes['outputs']}"
+    inputs = "inputs" if len(signature["inputs"]) > 1 else "input"
+    described = f"{inputs} {shapes['inputs']}; outputs {shapes['outputs']}"
     out.print(f"wrote {path} (ONNX opset {signature['opset']}): {described}", markup=False, soft_wrap=True)
 
 

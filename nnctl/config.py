@@ -135,6 +135,17 @@ class DataConfig(Schema):
     cache: bool = Field(
         True, description="keep a binary copy of each parsed file in .nnctl-cache/ (or $NNCTL_CACHE_DIR)"
     )
+    # Real tabular data (docs/reference.md#tabular-data): checked against each other by `check_tabular`.
+    categorical: list[str] = Field(default_factory=list, description="feature columns to one-hot encode")
+    missing: Literal["error", "mean", "median", "most_frequent", "constant"] = Field(
+        "error", description="how missing feature values are filled, from the training rows"
+    )
+    fill_value: float | None = Field(None, strict=False, description="the value `missing: constant` fills in")
+    scale_target: bool = Field(False, description="regression: train on standardised targets")
+    class_weight: Literal["balanced"] | dict[str | int, float] | None = Field(
+        None, description="classification: balanced, or {label: weight}; each training row's loss is weighted"
+    )
+    test: Path | None = Field(None, strict=False, description="scored once after training (test_metrics.json)")
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> DataConfig:
@@ -156,6 +167,41 @@ class DataConfig(Schema):
     @property
     def targets(self) -> list[str]:
         return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _label_keys(cls, value: Any) -> Any:
+        """YAML reads `yes`, `no`, `on`, `off`, `true`, `false` as booleans: such a label must be quoted."""
+        if isinstance(value, dict):
+            flag = next((k for k in value if isinstance(k, bool)), None)
+            if flag is not None:
+                raise ValueError(
+                    f"label {flag} is a YAML boolean; quote labels such as yes/no/true/false: {{'yes': 2.0}}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _tabular(self) -> DataConfig:
+        if len(set(self.categorical)) != len(self.categorical):
+            raise ValueError(f"categorical: lists a column twice: {self.categorical}")
+        targets = sorted(set(self.targets) & set(self.categorical))
+        if targets:
+            raise ValueError(f"categorical: column(s) {targets} are targets; categorical names feature columns")
+        if self.features is not None:
+            outside = [c for c in self.categorical if c not in self.features]
+            if outside:
+                raise ValueError(f"categorical: column(s) {outside} are not in data.features; add them there too")
+        if (self.missing == "constant") != (self.fill_value is not None):
+            if self.fill_value is None:
+                raise ValueError("fill_value: missing: constant needs a fill_value (a number), e.g. fill_value: 0")
+            raise ValueError(f"fill_value: only used with missing: constant (missing is {self.missing!r})")
+        if isinstance(self.class_weight, dict):
+            bad = {str(k): w for k, w in self.class_weight.items() if not (w >= 0 and w != float("inf"))}
+            if bad or not any(self.class_weight.values()):
+                raise ValueError(
+                    f"class_weight: expected a weight ≥ 0 for each label (not all 0), got {self.class_weight}"
+                )
+        return self
 
 
 class EarlyStoppingConfig(Schema):
@@ -310,7 +356,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     config = validate_config(raw, path, touched)
     base = path.resolve().parent
     data = config.data
-    for key in ("train", "validation"):
+    for key in ("train", "validation", "test"):
         value = getattr(data, key)
         if value is not None:
             try:
@@ -373,6 +419,25 @@ def check_objective(config: Config) -> list[str]:
     return []
 
 
+def check_tabular(config: Config) -> list[str]:
+    """scale_target needs a regression objective, class_weight one column of class labels."""
+    data, objective = config.data, config.objective.kind
+    targets = OBJECTIVES[objective].targets
+    problems = []
+    if data.scale_target and targets != "values":
+        problems.append(
+            f"data.scale_target: standardises regression targets; {objective} scores classes "
+            "(use it with squared_error, absolute_error or huber)"
+        )
+    if data.class_weight is not None and (targets == "values" or len(data.targets) > 1):
+        what = "regression" if targets == "values" else f"{len(data.targets)} independent 0/1 columns"
+        problems.append(
+            f"data.class_weight: weights the classes of one target column (cross_entropy, or log_loss on one column); "
+            f"this config's {objective} does {what}"
+        )
+    return problems
+
+
 def check_training(config: Config) -> list[str]:
     if (
         config.training.early_stopping is not None
@@ -387,4 +452,4 @@ def check_sweep(config: Config) -> list[str]:
     return [f"sweep.{problem}" for problem in config.sweep.problems()] if config.sweep is not None else []
 
 
-CROSS_FIELD_CHECKS = (check_input_first, check_objective, check_training, check_sweep)
+CROSS_FIELD_CHECKS = (check_input_first, check_objective, check_tabular, check_training, check_sweep)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from nnctl.objectives import objective_class
 from nnctl.schema import shorten, shorten_list
 from nnctl.task import Task
 
+if TYPE_CHECKING:
+    from nnctl.tabular import Preprocessing, TargetScale
+
 
 @dataclass
 class Encoding:
@@ -30,10 +33,19 @@ class Encoding:
     targets: list[str]
     objective: str
     classes: list[Any] = field(default_factory=list)  # cross_entropy, or one-column log_loss
+    # nnctl.tabular: categorical encoders and fills (None: every feature numeric, as it is), target scaling
+    preprocessing: Preprocessing | None = None
+    target_scale: TargetScale | None = None
+    class_weights: list[float] | None = None  # per class, in class order (data.class_weight), for the record
 
     @property
     def task(self) -> Task:
         return Task(self.objective, self.n_outputs)
+
+    @property
+    def n_features(self) -> int:
+        """The network's input width: the features after encoding."""
+        return len(self.features) if self.preprocessing is None else self.preprocessing.width
 
     @property
     def n_outputs(self) -> int:
@@ -56,8 +68,21 @@ class Dataset:
     `matrix` through `rows`; `X` itself builds the (N, D) array, for small sets and tests.
     """
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, source: str, rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        source: str,
+        rows: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        side: pd.DataFrame | None = None,
+        at: RowText = csv_row,
+    ) -> None:
         self.matrix, self.Y, self.source, self.rows = X, Y, source, rows
+        self.weights = weights  # (N,) each row's loss weight (data.class_weight), or None
+        # As read, before encoding (nnctl.loading.read_files): the columns kept as parsed (targets, categorical
+        # features), and how messages name a row of the file
+        self.side, self.at = side, at
 
     @property
     def X(self) -> np.ndarray:  # noqa: N802  (the SPEC's symbol)
@@ -69,7 +94,7 @@ class Dataset:
     def subset(self, index: np.ndarray, source: str) -> Dataset:
         """Rows `index` of this set, as a view of the same stored matrix (Y, small, is copied)."""
         rows = index if self.rows is None else self.rows[index]
-        return Dataset(self.matrix, self.Y[index], source, rows)
+        return Dataset(self.matrix, self.Y[index], source, rows, None if self.weights is None else self.weights[index])
 
 
 def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
@@ -111,6 +136,15 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: str, key: st
         raise DataError(f"{key}: column(s) {', '.join(map(repr, missing))} not found in {path}; it has: {have}{hint}")
 
 
+# What a message adds, by the key being read, when a cell is text or missing where a number was expected.
+TEXT_HINTS = {
+    "data.features": "; if the column holds categories, declare it in data.categorical",
+    "data.target": "; a regression objective needs numbers: for class labels use cross_entropy (classes) "
+    "or log_loss (two classes)",
+}
+MISSING_HINTS = {"data.features": "; set data.missing (mean, median, most_frequent or constant) to fill them in"}
+
+
 def feature_matrix(
     frame: pd.DataFrame,
     features: list[str],
@@ -119,57 +153,70 @@ def feature_matrix(
     key: str = "data.features",
     out: np.ndarray | None = None,
     at: RowText = csv_row,
+    missing_ok: bool = False,
 ) -> np.ndarray:
     """The feature columns as a C-ordered (N, D) array in `dtype`, written into `out` when given (a chunk's rows
-    of the final matrix). Column by column (`numeric_column`); a missing or non-numeric value names column and row."""
+    of the final matrix). Column by column (`numeric_column`); a missing or non-numeric value names column and row.
+    With `missing_ok`, missing values (blank, or an NA spelling) become NaN (data.missing fills them later)."""
     _require_columns(frame, features, path, key)
     X = np.empty((len(frame), len(features)), dtype=dtype) if out is None else out
     for j, column in enumerate(features):
-        numeric_column(frame[column], column, path, X[:, j], at)
-    finite = np.isfinite(X)
+        numeric_column(frame[column], column, path, X[:, j], at, missing_ok=missing_ok, key=key)
+    finite = ~np.isinf(X) if missing_ok else np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
         name = features[col]
-        raise not_finite(frame[name].iloc[row], f"{path}: column {name!r}, {at(row)}", X.dtype)
+        raise not_finite(frame[name].iloc[row], f"{path}: column {name!r}, {at(row)}", X.dtype, key)
     return X
 
 
-def not_finite(value: Any, where: str, dtype: np.dtype) -> DataError:
+def not_finite(value: Any, where: str, dtype: np.dtype, key: str = "") -> DataError:
     """The error for a cell that is missing, infinite or too large for `dtype` (`where` names file, column, row)."""
+    hint = ""
     if pd.isna(value):
-        expected, what = "a number", "a missing value"
+        expected, what, hint = "a number", "a missing value", MISSING_HINTS.get(key, "")
     elif np.isfinite(float(value)):
         expected, what = f"a number within {dtype.name} range (±{np.finfo(dtype).max:.3g})", _shown(value)
     else:
         expected, what = "a finite number", _shown(value)
-    return DataError(f"{where}: expected {expected}, got {what}")
+    return DataError(f"{where}: expected {expected}, got {what}{hint}")
 
 
 def numeric_column(
-    values: pd.Series, column: str, path: str, out: np.ndarray, at: RowText = csv_row, finite: bool = False
+    values: pd.Series,
+    column: str,
+    path: str,
+    out: np.ndarray,
+    at: RowText = csv_row,
+    finite: bool = False,
+    missing_ok: bool = False,
+    key: str = "data.features",
 ) -> None:
     """One column's values as numbers in `out`'s dtype: the per-column conversion step. A value that is not a
     number names its row; a blank (NaN), or one too large for the dtype (inf), is reported here when `finite`,
-    else by the caller."""
+    else by the caller. With `missing_ok`, an NA spelling is missing (NaN) and `finite` lets NaN pass."""
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         numeric = pd.to_numeric(values, errors="coerce")
         bad = numeric.isna() & values.notna()
+        if missing_ok and bad.any():
+            bad &= ~values.astype(str).str.strip().str.lower().isin(NA_SPELLINGS)
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             found = values.iloc[row]
             missing = isinstance(found, str) and found.strip().lower() in NA_SPELLINGS
+            hint = MISSING_HINTS.get(key, "") if missing else TEXT_HINTS.get(key, "")
             raise DataError(
                 f"{path}: column {column!r}, {at(row)}: "
-                f"expected a number, got {'a missing value ' if missing else ''}{_shown(found)}"
+                f"expected a number, got {'a missing value ' if missing else ''}{_shown(found)}{hint}"
             )
         values = numeric
     with np.errstate(over="ignore", invalid="ignore"):  # a value too large for float32 becomes inf
         out[...] = values.to_numpy(dtype=out.dtype, na_value=np.nan)
     if finite:
-        ok = np.isfinite(out)
+        ok = ~np.isinf(out) if missing_ok else np.isfinite(out)
         if not ok.all():
             row = int(np.argmin(ok))
-            raise not_finite(values.iloc[row], f"{path}: column {column!r}, {at(row)}", out.dtype)
+            raise not_finite(values.iloc[row], f"{path}: column {column!r}, {at(row)}", out.dtype, key)
 
 
 def resolve_features(names: list[str], path: str, targets: list[str], features: list[str] | None) -> list[str]:
@@ -228,7 +275,7 @@ def infer_encoding(
                 _check_binary(frame[name], name, path, at)
     else:
         for name in targets:
-            feature_matrix(frame, [name], path, at=at)  # numeric, finite
+            feature_matrix(frame, [name], path, key="data.target", at=at)  # numeric, finite
     return encoding
 
 

@@ -10,7 +10,7 @@ import os
 import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ from nnctl.errors import ConfigError, DataError, DivergenceError, NnctlError, Ru
 from nnctl.files import file_sha256, read_json
 from nnctl.interrupt import SignalHandler
 from nnctl.layers import Input
-from nnctl.loading import load_data, read_files, split_off  # data files → arrays, through the data cache
+from nnctl.loading import encode_raw, load_data, read_files, read_test, split_off  # data files → arrays, cached
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
-from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter
+from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter, model_outputs, report
 from nnctl.rundir import RunDirectory, is_run
 from nnctl.schema import shorten_list
 from nnctl.seeds import streams
@@ -56,6 +56,8 @@ class Setup:
     network: Network
     optimizer: Optimizer
     shuffle_rng: np.random.Generator
+    warnings: list[str] = field(default_factory=list)  # about the data: identifier-like columns, unseen categories
+    test: Dataset | None = None  # data.test, scored once training ends
 
 
 @dataclass(frozen=True)
@@ -68,22 +70,32 @@ class LoadedData:
     validation: Dataset | None  # data.validation read from its file; a split is made per run
     fingerprint: dict[str, str | None]  # sha256 of each file
     files: dict[str, Any] | None = None  # their provenance records (a run elsewhere cannot read the files)
+    test: Dataset | None = None  # data.test as read, encoded per run like the rest
+    notes: tuple[str, ...] = ()  # warnings about the files (identifier-like columns)
 
 
 def set_up(config: Config, data: LoadedData | None = None) -> Setup:
     """Read and encode the data (or take them already `data`), check them against the stack, build and fit
     the network (no training)."""
     rngs = streams(config.seed)
+    warnings: list[str] = []
     if data is None:
-        encoding, train, validation = load_data(config, rngs["split"])
+        encoding, train, validation = load_data(config, rngs["split"], warnings)
+        raw_test = read_test(config, encoding)
     else:
-        encoding, train, validation = split_validation(config, data, rngs["split"])
+        encoding, train, validation = split_validation(config, data, rngs["split"], warnings)
+        raw_test = data.test
     network = build_for_data(config, encoding, rngs["init"])
     if network.input is not None:
         network.input.fit(train.matrix, train.rows)  # statistics of the training rows only, in blocks
-        _check_statistics(network.input, encoding.features, str(config.data.train))
+        names = encoding.preprocessing.names if encoding.preprocessing is not None else encoding.features
+        _check_statistics(network.input, names, str(config.data.train))
     optimizer = OPTIMIZERS[config.optimizer.name].build(config.optimizer)
-    return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"])
+    test = None
+    if raw_test is not None:  # read with the others: a bad test file is an error before training, not after it
+        test, found = encode_raw(encoding, raw_test)
+        warnings += found
+    return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"], warnings, test)
 
 
 def _check_statistics(layer: Input, features: list[str], source: str) -> None:
@@ -99,25 +111,31 @@ def _check_statistics(layer: Input, features: list[str], source: str) -> None:
 
 def read_data(config: Config, fingerprint: bool = True) -> LoadedData:
     """The config's data files read and encoded (no split yet), and their sha256 when `fingerprint`."""
-    encoding, train, validation = read_files(config)
+    notes: list[str] = []
+    encoding, train, validation = read_files(config, notes)
+    test = read_test(config, encoding)
     if not fingerprint:
-        return LoadedData(encoding, train, validation, {})
+        return LoadedData(encoding, train, validation, {}, None, test, tuple(notes))
     sha256 = data_fingerprint(config)
-    files = data_files(config, len(train), len(validation) if validation is not None else 0, sha256)
-    return LoadedData(encoding, train, validation, sha256, files)
+    test_rows = len(test) if test is not None else 0
+    files = data_files(config, len(train), len(validation) if validation is not None else 0, sha256, test_rows)
+    return LoadedData(encoding, train, validation, sha256, files, test, tuple(notes))
 
 
 def split_validation(
-    config: Config, loaded: LoadedData, split_rng: np.random.Generator
+    config: Config, loaded: LoadedData, split_rng: np.random.Generator, warnings: list[str] | None = None
 ) -> tuple[Encoding, Dataset, Dataset | None]:
-    """(encoding, train, validation): data.validation as read, or `validation_split` of the training rows."""
-    return split_off(config, loaded.encoding, loaded.train, loaded.validation, split_rng)
+    """(encoding, train, validation): data.validation as read, or `validation_split` of the training rows; the
+    categories, fills, target scaling and class weights fitted on this run's training rows."""
+    if warnings is not None:
+        warnings += loaded.notes
+    return split_off(config, loaded.encoding, loaded.train, loaded.validation, split_rng, warnings)
 
 
 def build_for_data(config: Config, encoding: Encoding, rng: np.random.Generator) -> Network:
     """The config's network for the data's features and outputs; a mismatch names what the data has."""
     try:
-        return build_network(config, len(encoding.features), encoding.n_outputs, rng=rng)
+        return build_network(config, encoding.n_features, encoding.n_outputs, rng=rng)
     except ConfigError as exc:
         found = shorten_list(encoding.classes, "classes") if encoding.classes else f"target columns {encoding.targets}"
         raise ConfigError(f"{config.source}: {exc} (the data has {found})") from None
@@ -161,12 +179,20 @@ class TrainResult:
     history: list[dict[str, Any]]
     restored_best: bool = False  # the saved model holds the best validation epoch's weights
     signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM)
+    test: dict[str, Any] | None = None  # test_metrics.json: the saved model scored on data.test
 
     @classmethod
-    def of(cls, path: Path, state: TrainingState, restored_best: bool, signal: int | None = None) -> TrainResult:
+    def of(
+        cls,
+        path: Path,
+        state: TrainingState,
+        restored_best: bool,
+        signal: int | None = None,
+        test: dict[str, Any] | None = None,
+    ) -> TrainResult:
         status = state.stop_reason or "unknown"
         history = list(state.history)
-        return cls(path, status, state.epoch, state.batch, state.best_epoch, history, restored_best, signal)
+        return cls(path, status, state.epoch, state.batch, state.best_epoch, history, restored_best, signal, test)
 
 
 def train(
@@ -238,11 +264,20 @@ def _run(
     files = loaded.files if loaded is not None else None
     writer.provenance = run_provenance(config, setup, data, command, resumed, files)
     trainer = Trainer(
-        setup.network, setup.optimizer, config.training, setup.shuffle_rng, callback, writer.save, save_every()
+        setup.network,
+        setup.optimizer,
+        config.training,
+        setup.shuffle_rng,
+        callback,
+        writer.save,
+        save_every(),
+        setup.encoding.target_scale,
     )
     if signals is not None:
         signals.attach(trainer)
     writer.save_config()
+    for warning in setup.warnings:
+        trainer.callback.on_warning(warning)
     if state is None:
         writer.save(TrainingState())  # from the first moment, a killed run can be resumed
     try:
@@ -260,8 +295,21 @@ def _run(
     restored = config.training.early_stopping is not None and state.finished and trainer.restore_best(state)
     if restored:
         writer.save_model(state, restored_best=True)
+    test = None
+    if setup.test is not None and state.finished:
+        test = score_test(setup, state.best_epoch if restored else state.epoch)
+        writer.save_test(test)
     received = signals.received if signals is not None else None
-    return TrainResult.of(directory.final, state, restored, received)
+    return TrainResult.of(directory.final, state, restored, received, test)
+
+
+def score_test(setup: Setup, epoch: int) -> dict[str, Any]:
+    """test_metrics.json: the model as saved (the best weights when early stopping restored them) on data.test."""
+    assert setup.test is not None
+    test, encoding, network = setup.test, setup.encoding, setup.network
+    yhat = model_outputs(network, encoding, test.X.astype(network.dtype, copy=False))
+    scores = report(network, encoding, test.Y.astype(network.dtype, copy=False), yhat)
+    return {"data": test.source, "epoch": epoch, "metric": encoding.task.metric_name} | scores
 
 
 def preflight(config: Config, out: str | Path | None, force: bool) -> None:
@@ -299,7 +347,10 @@ def run_provenance(
     if files is None:
         validation = setup.validation
         held_out = len(validation) if validation is not None and config.data.validation is None else 0  # a split
-        files = data_files(config, len(setup.train) + held_out, len(validation) if validation is not None else 0, data)
+        test_rows = len(setup.test) if setup.test is not None else 0
+        files = data_files(
+            config, len(setup.train) + held_out, len(validation) if validation is not None else 0, data, test_rows
+        )
     current = provenance.record(command, files)
     if resumed is None:
         return current
@@ -310,11 +361,17 @@ def run_provenance(
     return provenance.resumed(original if isinstance(original, dict) else None, current)
 
 
-def data_files(config: Config, train_rows: int, validation_rows: int, data: dict[str, str | None]) -> dict[str, Any]:
+def data_files(
+    config: Config, train_rows: int, validation_rows: int, data: dict[str, str | None], test_rows: int = 0
+) -> dict[str, Any]:
     """The provenance records of the data files: path, sha256, rows read (the training file's before any split)."""
     files = {"train": provenance.data_file(config.data.train, data["train"], train_rows)}
     if config.data.validation is not None:
         files["validation"] = provenance.data_file(config.data.validation, data["validation"], validation_rows)
+    if config.data.test is not None:  # data.test is not part of the fingerprint a resume checks: hashed here
+        memo = cache_dir() / MEMO if config.data.cache else None
+        test_sha = file_sha256(Path(config.data.test), memo)
+        files["test"] = provenance.data_file(config.data.test, test_sha, test_rows)
     return files
 
 

@@ -18,10 +18,12 @@ from typing import Any, cast
 import numpy as np
 
 from nnctl import __version__
+from nnctl.data import NA_SPELLINGS
 from nnctl.errors import NnctlError, RunError
 from nnctl.files import write_output
 from nnctl.layers import Input, Module
 from nnctl.run import Run
+from nnctl.tabular import Categorical, Preprocessing
 from nnctl.task import THRESHOLD
 
 try:  # the optional extra: `nnctl export` says how to install it
@@ -31,6 +33,8 @@ except ImportError as exc:
     raise NnctlError(f'nnctl export needs the onnx package: pip install "nnctl[onnx]" ({exc})') from None
 
 OPSET = 17
+ML_OPSET = 2  # ai.onnx.ml, for LabelEncoder (text categories)
+INT64_MISSING = -(2**63)  # what an int64 categorical input passes for a missing value
 FORMATS = ("onnx",)
 
 
@@ -157,10 +161,74 @@ def _value(name: str, elem_type: int, shape: list[Any]) -> Any:
     return helper.make_tensor_value_info(name, elem_type, shape)
 
 
+def _preprocessing(run: Run) -> Preprocessing:
+    return run.encoding.preprocessing or Preprocessing(list(run.encoding.features))
+
+
+def _encoded_inputs(run: Run, graph: Graph) -> tuple[str, list[Any]]:
+    """The graph inputs (`features` for the numeric columns, one [N, 1] input per categorical column) and the
+    tensor they become: missing numbers filled, categories one-hot encoded, concatenated in the network's order."""
+    pre = _preprocessing(run)
+    inputs, pieces = [], []
+    taken = {"probabilities", "label", "predictions"} | ({"features"} if pre.numeric else set())
+    clash = next((c.column for c in pre.categorical if c.column in taken), None)
+    if clash is not None:
+        raise RunError(f"cannot export: the categorical column {clash!r} has the name of another graph input or output")
+    if pre.numeric:
+        graph.names.add("features")
+        inputs.append(_value("features", TensorProto.FLOAT, ["N", len(pre.numeric)]))
+        x = "features"
+        if pre.allow_missing:  # NaN → the training rows' statistic, column by column
+            fills = graph.constant(np.asarray(pre.fills).reshape(1, -1), "fills")
+            x = graph.node("Where", [graph.node("IsNaN", [x], "is_missing"), fills, x], "filled")
+        pieces.append(x)
+    for encoder in pre.categorical:
+        graph.names.add(encoder.column)
+        strings = any(isinstance(c, str) for c in encoder.categories) or not encoder.categories
+        kind = TensorProto.STRING if strings else TensorProto.INT64
+        inputs.append(_value(encoder.column, kind, ["N", 1]))
+        pieces.append(_one_hot(encoder, strings, graph))
+    x = pieces[0] if len(pieces) == 1 else graph.node("Concat", pieces, "encoded", axis=1)
+    return x, inputs
+
+
+def _one_hot(encoder: Categorical, strings: bool, graph: Graph) -> str:
+    """[N, width] float: 1 in the column of each row's category (its missing-value column for a missing value:
+    an empty string or an NA spelling, or INT64_MIN for whole numbers), all zeros for a value not seen in training."""
+    width = encoder.width
+    if strings:  # text → its column's index (−1 unseen), then compared with 0 … width − 1
+        keys = [str(c) for c in encoder.categories]
+        values = list(range(len(keys)))
+        if encoder.missing:
+            spellings = sorted({v for s in NA_SPELLINGS | {""} for v in (s, s.upper(), s.title())} - set(keys))
+            keys, values = keys + spellings, values + [len(encoder.categories)] * len(spellings)
+        index = graph.node(
+            "LabelEncoder",
+            [encoder.column],
+            f"{encoder.column}_index",
+            domain="ai.onnx.ml",
+            keys_strings=keys,
+            values_int64s=values,
+            default_int64=-1,
+        )
+        table = graph.constant(np.arange(width), f"{encoder.column}_columns", np.int64)
+    else:
+        index = encoder.column
+        table = graph.constant(
+            encoder.categories + ([INT64_MISSING] if encoder.missing else []), "categories", np.int64
+        )
+    hits = graph.node("Equal", [index, table], f"{encoder.column}_is")
+    return graph.node("Cast", [hits], f"{encoder.column}_one_hot", to=TensorProto.FLOAT)
+
+
 def metadata(run: Run) -> dict[str, str]:
-    """`metadata_props`: features, classes (one label column) or targets (JSON lists), objective, nnctl_version."""
-    enc = run.encoding
-    props = {"features": json.dumps(enc.features)}
+    """`metadata_props`: features (the `features` input's columns), inputs (in order) and each categorical input's
+    categories, classes (one label column) or targets (JSON lists), objective, nnctl_version."""
+    enc, pre = run.encoding, _preprocessing(run)
+    props = {"features": json.dumps(pre.numeric)}
+    if pre.categorical:  # the graph's inputs, in order, and each categorical input's categories
+        props["inputs"] = json.dumps((["features"] if pre.numeric else []) + [c.column for c in pre.categorical])
+        props["categories"] = json.dumps({c.column: c.categories for c in pre.categorical})
     if run.task.classification and not run.task.multilabel:
         props["classes"] = json.dumps(enc.classes)
     else:
@@ -173,19 +241,21 @@ def metadata(run: Run) -> dict[str, str]:
 def to_onnx(run: Run) -> Any:
     """The run's model as an `onnx.ModelProto` (opset 17), checked by `onnx.checker`."""
     graph = Graph()
-    x = "features"
-    graph.names.add(x)
+    x, inputs = _encoded_inputs(run, graph)
     for i, module in enumerate(run.network.modules):
         x = exporter(module, i)(module, x, graph)
     if run.task.classification:
         outputs = _classification_outputs(run, x, graph)
     else:
+        scale = run.encoding.target_scale
+        if scale is not None:  # scale_target: ŷ σ + μ, in the targets' own units
+            x = graph.node("Mul", [x, graph.constant([scale.std], "target_std")], "scaled")
+            x = graph.node("Add", [x, graph.constant([scale.mean], "target_mean")], "unscaled")
         graph.node("Identity", [x], "predictions")
         outputs = [_value("predictions", TensorProto.FLOAT, ["N", len(run.encoding.targets)])]
-    inputs = [_value("features", TensorProto.FLOAT, ["N", len(run.encoding.features)])]
     name = str(run.meta.get("name") or run.path.name)
     body = helper.make_graph(graph.nodes, name, inputs, outputs, graph.initializers)
-    opsets = [helper.make_opsetid("", OPSET)]
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)]
     model = helper.make_model(
         body,
         opset_imports=opsets,

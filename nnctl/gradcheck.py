@@ -247,5 +247,24 @@ def check_config(config: Any, rows: int = 8, eps: float = DEFAULT_EPS) -> tuple[
     config.dtype = "float64"
     setup = set_up(config)
     exact_derivatives(setup.network)
-    X, Y = setup.train.X[:rows], setup.train.Y[:rows]
-    return check_network(setup.network.eval(), X, Y, eps), len(X)
+    X, Y = setup.train.X[:rows], setup.train.Y[:rows]  # X encoded as training sees it (nnctl.tabular)
+    network = setup.network
+    if setup.encoding.target_scale is not None:  # the loss training differentiates: on standardised targets
+        Y = setup.encoding.target_scale.scale(Y)
+    if setup.train.weights is not None:  # data.class_weight: each row's loss weighted
+        network = Network(network.modules, RowWeighted(network.objective, setup.train.weights[:rows]))
+    return check_network(network.eval(), X, Y, eps), len(X)
+
+
+class RowWeighted(Objective):
+    """An objective with fixed per-row weights w (N,), as class weights make it: J_i ← w_i J_i, δ_i ← w_i δ_i."""
+
+    def __init__(self, inner: Objective, weights: np.ndarray) -> None:
+        super().__init__(inner.epsilon)
+        self.inner, self.weights, self.name = inner, weights, inner.name  # type: ignore[misc]
+
+    def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        return self.weights * self.inner.per_row(y, yhat)
+
+    def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        return self.weights[:, None] * self.inner.gradient(y, yhat)

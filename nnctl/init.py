@@ -10,7 +10,6 @@ the number of rows; a validation split and early stopping are always on.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from nnctl.data import read_csv
+from nnctl.data import NA_SPELLINGS, read_csv
 from nnctl.errors import DataError
+from nnctl.tabular import ID_NAMES
 
 MAX_CLASSES_AS_INTEGERS = 20  # integer targets with at most this many distinct values are read as classes
-ID_NAMES = re.compile(r"^(id|index|idx|row|rowid|row_id|key|uuid|guid)$|(_id|Id|ID)$", re.IGNORECASE)
 
 
 @dataclass
@@ -68,6 +67,12 @@ def plan(frame: pd.DataFrame, target: str, source: str) -> Plan:
 
 def _place(values: pd.Series, name: str, result: Plan) -> None:
     """A feature, an identifier left out, or a text column (categorical, or left out with a reason)."""
+    spelled = values.astype(str).str.strip().str.lower().isin(NA_SPELLINGS) & values.notna()
+    if spelled.any():  # `NA`, `null`, … are missing values in a feature column, as training reads them
+        values = values.where(~spelled)
+        coerced = pd.to_numeric(values, errors="coerce")
+        if (coerced.notna() | values.isna()).all() and coerced.notna().any():
+            values = coerced
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if ID_NAMES.search(name):
         result.left_out[name] = "its name says it is an identifier"
@@ -162,13 +167,18 @@ def _per(decided: Plan) -> str:
 
 def _tabular_lines(decided: Plan) -> list[str]:
     lines = []
+    if decided.objective == "squared_error":
+        lines += ["  scale_target: true   # learn a standardised target; predictions and losses stay in its units"]
     if decided.categorical:
         lines += [
             "  categorical:   # text columns, one-hot encoded",
             *[f"    - {_scalar(c)}" for c in decided.categorical],
         ]
     if decided.missing and categorical_supported():
-        lines += [f"  missing: median   # {', '.join(decided.missing[:5])} have gaps: filled from the training rows"]
+        gaps = ", ".join(decided.missing[:5]) + (", …" if len(decided.missing) > 5 else "")
+        lines += [
+            f"  missing: median   # gaps in {gaps}: a number gets the training rows' median, text a category of its own"
+        ]
     elif decided.missing:
         lines += [
             f"  # fix before training: {', '.join(decided.missing[:5])} have missing values (nnctl needs every cell)"

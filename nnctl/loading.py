@@ -9,6 +9,7 @@ Target columns are small: they are gathered whole and encoded as before (nnctl.d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from nnctl.data import (
 )
 from nnctl.errors import DataError
 from nnctl.formats import RowText
+from nnctl.tabular import TargetScale, class_weights, fit_preprocessing, identifier_warnings
 
 
 @dataclass
@@ -48,7 +50,7 @@ class LoadedFile:
     def dataset(self, encoding: Encoding) -> Dataset:
         """The file encoded as the model expects."""
         Y = encode_targets(self.targets, encoding, str(self.path), self.X.dtype, at=self.at)
-        return Dataset(self.X, Y, str(self.path))
+        return Dataset(self.X, Y, str(self.path), side=self.targets, at=self.at)
 
 
 def read_table(path: str | Path, what: str = "data") -> pd.DataFrame:
@@ -70,17 +72,20 @@ def load_file(
     what: str = "data",
     cache: Path | None = None,
     chunk_rows: int | None = None,
+    missing_ok: bool = False,
 ) -> LoadedFile:
     """Features and target columns of a file: memory-mapped from the cache folder `cache` when it holds this
-    file's bytes, else parsed in chunks (into a new cache entry, or into memory when `cache` is None)."""
+    file's bytes, else parsed in chunks (into a new cache entry, or into memory when `cache` is None).
+    `targets` are the columns kept as parsed (targets, and categorical features); `features` become the numeric
+    matrix, with NaN for missing values when `missing_ok`."""
     path = Path(path)
     formats.check_file(path, what)
     if not path.is_file():  # a pipe: it can be read only once, so whole, and never cached
-        return _load_stream(path, targets, features, dtype, what)
+        return _load_stream(path, targets, features, dtype, what, missing_ok)
     if cache is None:
         features = resolve_features(formats.columns(path, what), str(path), targets, features)
         sink = MemorySink(formats.count_rows(path, what), len(features), dtype)
-        parsed = _parse(path, features, targets, what, sink, chunk_rows)
+        parsed = _parse(path, features, targets, what, sink, chunk_rows, missing_ok)
         return LoadedFile(path, sink.finish(), decode_targets(parsed), features, formats.row_text(path, what))
     stamp = _stamp(path)
     try:
@@ -88,9 +93,11 @@ def load_file(
     except OSError as exc:
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     # The key holds the columns as asked for (None: all but the targets), so a hit needs not even the header.
-    key = entry_key(sha, features, targets, dtype)
+    key = entry_key(sha, features, targets, dtype, missing_ok)
     try:
-        entry = lookup(cache, key) or _build(path, targets, features, dtype, what, cache, key, chunk_rows, stamp)
+        entry = lookup(cache, key) or _build(
+            path, targets, features, dtype, what, cache, key, chunk_rows, stamp, missing_ok
+        )
     except OSError as exc:
         raise _unusable(cache, exc, what) from None
     at = formats.row_text(path, what, entry.meta.get("row_groups"))
@@ -107,6 +114,7 @@ def _build(
     key: str,
     chunk_rows: int | None,
     stamp: tuple[int, ...],
+    missing_ok: bool = False,
 ) -> Entry:
     """Parse the file into a new cache entry and open it."""
     resolved = resolve_features(formats.columns(path, what), str(path), targets, features)
@@ -118,7 +126,7 @@ def _build(
         "row_groups": formats.row_group_starts(path, what),
     }
     with EntryWriter(cache, key, meta, len(resolved), dtype) as writer:
-        packed = _parse(path, resolved, targets, what, writer, chunk_rows)
+        packed = _parse(path, resolved, targets, what, writer, chunk_rows, missing_ok)
         if _stamp(path) != stamp:  # the bytes parsed may not be the bytes hashed: file nothing under that key
             raise DataError(f"{what}: {path} changed while it was being read; run again once it is written")
         entry = lookup(cache, writer.finish(packed).name)
@@ -127,10 +135,12 @@ def _build(
     return entry
 
 
-def _load_stream(path: Path, targets: list[str], features: list[str] | None, dtype: Any, what: str) -> LoadedFile:
+def _load_stream(
+    path: Path, targets: list[str], features: list[str] | None, dtype: Any, what: str, missing_ok: bool
+) -> LoadedFile:
     frame = read_table(path, what)
     features = resolve_features([str(c) for c in frame.columns], str(path), targets, features)
-    X = feature_matrix(frame, features, str(path), dtype)
+    X = feature_matrix(frame, features, str(path), dtype, missing_ok=missing_ok)
     return LoadedFile(path, X, decode_targets(pack_targets(frame[targets])), features, formats.csv_row)
 
 
@@ -187,18 +197,24 @@ class MemorySink:
 
 
 def _parse(
-    path: Path, features: list[str], targets: list[str], what: str, sink: Sink, chunk_rows: int | None
+    path: Path,
+    features: list[str],
+    targets: list[str],
+    what: str,
+    sink: Sink,
+    chunk_rows: int | None,
+    missing_ok: bool = False,
 ) -> dict[str, np.ndarray]:
     """The file's features into the sink; returns its target columns packed (`pack_targets`)."""
     if formats.file_format(path) == "parquet":
-        return _parse_parquet(path, features, targets, what, sink)
+        return _parse_parquet(path, features, targets, what, sink, missing_ok)
     parts: list[pd.DataFrame] = []
     source = str(path)
     for chunk in formats.csv_chunks(path, features + targets, what, chunk_rows):
         rows = len(chunk.frame)
         if rows == 0:  # a header-only file
             continue
-        feature_matrix(chunk.frame, features, source, out=sink.block(rows), at=chunk.local())
+        feature_matrix(chunk.frame, features, source, out=sink.block(rows), at=chunk.local(), missing_ok=missing_ok)
         sink.commit(rows)
         parts.append(chunk.frame[targets].copy())
     if sum(len(p) for p in parts) == 0:
@@ -212,7 +228,9 @@ def _parse(
     return pack_targets(frame)
 
 
-def _parse_parquet(path: Path, features: list[str], targets: list[str], what: str, sink: Sink) -> dict[str, np.ndarray]:
+def _parse_parquet(
+    path: Path, features: list[str], targets: list[str], what: str, sink: Sink, missing_ok: bool = False
+) -> dict[str, np.ndarray]:
     """Parquet, one column of one row group at a time, into the whole matrix (its row count is in the file)."""
     X, at, source = sink.matrix(formats.count_rows(path, what)), formats.row_text(path, what), str(path)
     if len(X) == 0:
@@ -221,7 +239,7 @@ def _parse_parquet(path: Path, features: list[str], targets: list[str], what: st
     for group in formats.row_groups(path, what):
         rows, local = slice(group.start, group.start + group.rows), _offset(at, group.start)
         for j, name in enumerate(features):
-            numeric_column(group.read([name])[name], name, source, X[rows, j], local, finite=True)
+            numeric_column(group.read([name])[name], name, source, X[rows, j], local, True, missing_ok)
         parts.append(group.read(targets))
     return pack_targets(pd.concat(parts, ignore_index=True))
 
@@ -268,37 +286,109 @@ def decode_targets(packed: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def load_data(config: Config, split_rng: np.random.Generator) -> tuple[Encoding, Dataset, Dataset | None]:
-    """The encoding decided from the training file, the training set, and the validation set or split."""
-    return split_off(config, *read_files(config), split_rng)
+def load_data(
+    config: Config, split_rng: np.random.Generator, warnings: list[str] | None = None
+) -> tuple[Encoding, Dataset, Dataset | None]:
+    """The encoding decided from the training file, the training set, and the validation set or split; warnings
+    (identifier-like columns, categories not seen in training) are appended to `warnings`."""
+    return split_off(config, *read_files(config, warnings), split_rng, warnings)
 
 
-def read_files(config: Config) -> tuple[Encoding, Dataset, Dataset | None]:
-    """The encoding decided from the training file, the training set, and data.validation's set (no split yet:
-    a sweep reads the files once and splits per trial)."""
+def read_files(config: Config, warnings: list[str] | None = None) -> tuple[Encoding, Dataset, Dataset | None]:
+    """The encoding decided from the training file (features, classes), the training set, and data.validation's
+    set, as read: numeric columns with NaN where missing, categorical columns kept as parsed (`Dataset.side`).
+    No split, and nothing fitted yet: a sweep reads the files once and splits and fits per trial."""
     data, dtype = config.data, np.dtype(config.dtype)
     cache = cache_dir() if data.cache else None
-    train_file = load_file(data.train, data.targets, data.features, dtype, f"{config.source}: data.train", cache)
+    numeric = None if data.features is None else [f for f in data.features if f not in data.categorical]
+    side, what = data.targets + list(data.categorical), f"{config.source}: data.train"
+    train_file = load_file(data.train, side, numeric, dtype, what, cache, missing_ok=data.missing != "error")
+    features = list(data.features) if data.features is not None else train_file.features + list(data.categorical)
     kind, source = config.objective.kind, str(data.train)
-    encoding = infer_encoding(train_file.targets, source, data.targets, train_file.features, kind, train_file.at)
+    encoding = infer_encoding(train_file.targets, source, data.targets, features, kind, train_file.at)
+    if data.features is None and warnings is not None:
+        warnings += identifier_warnings(train_file.X, train_file.features, list(data.categorical), source)
     train = train_file.dataset(encoding)
     if data.validation is None:
         return encoding, train, None
-    what = f"{config.source}: data.validation"
-    validation = load_file(data.validation, data.targets, encoding.features, dtype, what, cache)
-    return encoding, train, validation.dataset(encoding)
+    return encoding, train, _read_like_train(config, encoding, "validation")
+
+
+def read_test(config: Config, encoding: Encoding) -> Dataset | None:
+    """data.test as read (like `read_files`' validation set), or None without one."""
+    return None if config.data.test is None else _read_like_train(config, encoding, "test")
+
+
+def _read_like_train(config: Config, encoding: Encoding, key: str) -> Dataset:
+    data = config.data
+    side = encoding.targets + [f for f in encoding.features if f in data.categorical]
+    numeric = [f for f in encoding.features if f not in data.categorical]
+    cache = cache_dir() if data.cache else None
+    what, missing_ok = f"{config.source}: data.{key}", data.missing != "error"
+    return load_file(
+        getattr(data, key), side, numeric, np.dtype(config.dtype), what, cache, missing_ok=missing_ok
+    ).dataset(encoding)
 
 
 def split_off(
-    config: Config, encoding: Encoding, train: Dataset, validation: Dataset | None, split_rng: np.random.Generator
+    config: Config,
+    encoding: Encoding,
+    train: Dataset,
+    validation: Dataset | None,
+    split_rng: np.random.Generator,
+    warnings: list[str] | None = None,
 ) -> tuple[Encoding, Dataset, Dataset | None]:
-    """data.validation's set as read, or `validation_split` of the training rows held out."""
-    data = config.data
+    """Hold out data.validation_split of the training rows (unless a validation file is given), then fit the
+    categories, fills, target scaling and class weights on the training rows only (nnctl.tabular) and encode
+    every set with them. Returns a new Encoding: `encoding`, shared by a sweep's trials, is left as it is."""
+    data, notes = config.data, warnings if warnings is not None else []
+    encoding = dataclasses.replace(encoding)
     if data.features is None:  # the resolved config names the columns it trained on
         data.features = list(encoding.features)
-    if validation is not None or not data.validation_split:
-        return encoding, train, validation
-    # Stratified by class; several independent 0/1 columns have no single class to stratify by.
-    task = encoding.task
-    labels = task.labels(train.Y) if task.classification and not task.multilabel else None
-    return encoding, *split(train, data.validation_split, split_rng, labels)
+    rows = held = None
+    if validation is None and data.validation_split:
+        # Stratified by class; several independent 0/1 columns have no single class to stratify by.
+        task = encoding.task
+        labels = task.labels(train.Y) if task.classification and not task.multilabel else None
+        kept, held_out = split(train, data.validation_split, split_rng, labels)
+        rows, held = kept.rows, held_out.rows
+    whole = _fit_and_encode(config, encoding, train, rows, notes, held is not None)
+    if rows is not None and held is not None:
+        return encoding, whole.subset(rows, whole.source), whole.subset(held, f"{whole.source} (validation split)")
+    if validation is not None:
+        encoded, found = encode_raw(encoding, validation)
+        notes += found
+        return encoding, whole, encoded
+    return encoding, whole, None
+
+
+def _fit_and_encode(
+    config: Config, encoding: Encoding, raw: Dataset, rows: np.ndarray | None, notes: list[str], split_off: bool
+) -> Dataset:
+    """Fit the preprocessing, target scale and class weights on the training rows `rows` (None: all) of the
+    training set as read, and encode the whole set with them."""
+    data, source = config.data, raw.source
+    categorical = [f for f in encoding.features if f in data.categorical]
+    numeric = [f for f in encoding.features if f not in data.categorical]
+    side = raw.side if raw.side is not None else pd.DataFrame(index=range(len(raw)))
+    encoding.preprocessing = fit_preprocessing(raw.matrix, side, rows, numeric, categorical, data, source)
+    if data.scale_target:
+        encoding.target_scale = TargetScale.fit(raw.Y, rows)
+    where = f"{source} (validation split rows)" if split_off else source  # only held-out rows can be unseen
+    X, found = encoding.preprocessing.encode(raw.matrix, side, where, raw.at)
+    notes += found
+    weights = None
+    if data.class_weight is not None:
+        labels = encoding.task.labels(raw.Y)
+        per_class = class_weights(data.class_weight, encoding.classes, labels if rows is None else labels[rows], source)
+        weights = per_class.astype(raw.Y.dtype)[labels]
+        encoding.class_weights = [float(w) for w in per_class]
+    return Dataset(X, raw.Y, source, None, weights)
+
+
+def encode_raw(encoding: Encoding, raw: Dataset) -> tuple[Dataset, list[str]]:
+    """A set as read (validation, test) encoded with the fitted preprocessing, and the warnings about it."""
+    assert encoding.preprocessing is not None
+    side = raw.side if raw.side is not None else pd.DataFrame(index=range(len(raw)))
+    X, found = encoding.preprocessing.encode(raw.matrix, side, raw.source, raw.at)
+    return Dataset(X, raw.Y, raw.source), found

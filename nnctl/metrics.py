@@ -24,9 +24,11 @@ def classification_report(Y: np.ndarray, yhat: np.ndarray, classes: list[Any]) -
     # Macro-F1 over the classes that occur (true or predicted), as scikit-learn and torchmetrics:
     # a held-out file without some class is not penalised for it.
     present = (support + predicted) > 0
+    binary = {"roc_auc": roc_auc(t, yhat[:, -1])} if k == 2 else {}  # yhat[:, -1]: the probability of class 1
     return {
         "accuracy": float(tp.sum() / max(len(t), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        **binary,
         "classes": list(classes),
         "confusion_matrix": confusion.tolist(),
         "per_class": {
@@ -86,3 +88,18 @@ def regression_report(Y: np.ndarray, yhat: np.ndarray, targets: list[str]) -> di
         "mape": None if None in mape else float(np.mean([m for m in mape if m is not None])),
         "per_target": per_target,
     }
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve of scores (N,) for 0/1 labels (N,): the Mann–Whitney U statistic over
+    n₁ n₀, with tied scores given their average rank (a tie between a positive and a negative counts ½).
+    None when only one class is present."""
+    positive = labels == 1
+    n1 = int(np.count_nonzero(positive))
+    n0 = len(labels) - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    _, inverse, counts = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # 1-based rank of each distinct score's last occurrence
+    ranks = (last - (counts - 1) / 2.0)[inverse.reshape(-1)]  # average rank within each group of ties
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
@@ -114,6 +115,12 @@ class TrainingDisplay(Callback):
         if shown or done:
             self._write(line)
 
+    def on_warning(self, message: str) -> None:
+        """Warnings about the data go to stderr, as plain lines (not with --quiet)."""
+        if not self.quiet:
+            sys.stderr.write(f"warning: {message}\n")
+            sys.stderr.flush()
+
     def _write(self, line: str) -> None:
         # Plain text, written as is: rich's rendering of this line cost as much as a small model's epoch.
         self.console.file.write(line + "\n")
@@ -177,6 +184,11 @@ def training_summary(result: Any, width: int = 80) -> Table:
         if key not in ("epoch", "learning_rate", "grad_norm", "seconds") and value is not None:
             label = f"{key} (epoch mean)" if key.startswith("train_") else key
             table.add_row(label, _fmt(value))
+    test = getattr(result, "test", None)
+    if test:
+        metric = test.get("metric")
+        table.add_row(f"test {metric}", _fmt(test.get(metric)))
+        table.add_row("test loss", f"{_fmt(test.get('loss'))} ({test.get('n_samples')} rows, test_metrics.json)")
     table.add_row("training time", f"{sum(r['seconds'] for r in history):.2f} s")
     longest = max(len(str(label)) for label in table.columns[0].cells)
     spark = max(10, min(40, width - max(longest, len("validation loss (log)")) - 7))
@@ -303,6 +315,36 @@ def summary_table(rows: list[dict[str, Any]], n_features: int) -> Table:
         )
     total = sum(r["parameters"] for r in rows)
     table.add_row("", "[bold]total", "", "", f"[bold]{total:,}")
+    return table
+
+
+def features_table(described: dict[str, Any]) -> Table:
+    """The features as the network sees them: each numeric column (and its fill), each categorical column's
+    one-hot columns; the caption names the target and classes."""
+    table = Table(title=f"features → {described['n_features']} input columns", title_justify="left")
+    table.add_column("feature", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("width", justify="right", no_wrap=True)  # its input columns
+    table.add_column("encoding", overflow="fold")
+    for f in described["features"]:
+        if f["kind"] == "numeric":
+            detail = f"missing → {f['fill']:.6g} ({described['missing']})" if "fill" in f else ""
+        else:
+            shown = ", ".join(map(str, f["categories"][:8])) + (", …" if len(f["categories"]) > 8 else "")
+            detail = f"one-hot: {shown}" + (", (missing)" if f.get("missing_category") else "")
+        table.add_row(plain(f["name"]), f["kind"], str(f["columns"]), plain(detail))
+    target = ", ".join(described["targets"])
+    classes = described["classes"]
+    caption = f"target: {target}" + (
+        f"; {len(classes)} classes: {', '.join(map(str, classes[:10]))}" if classes else ""
+    )
+    if len(classes) > 10:
+        caption += ", …"
+    if described.get("class_weights"):
+        caption += "; class weights: " + ", ".join(f"{w:.3g}" for w in described["class_weights"][:10])
+    if described.get("target_scale"):
+        caption += "; targets standardised while training (scale_target)"
+    table.caption, table.caption_justify = Text(caption), "left"
     return table
 
 

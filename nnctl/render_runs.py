@@ -73,6 +73,8 @@ def _run_columns(rows: list[dict[str, Any]], keys: list[str], short: dict[str, s
     columns.append(_Column("status", "status", [row["status"] for row in rows], 1))
     spec = [("epochs", "epochs", 1001), ("best_epoch", "best", 1000)]
     spec += [(m, "val_" + m[len("validation_") :], 2 if m == "validation_loss" else 3) for m in metrics]
+    tests = [k for k in dict.fromkeys(k for row in rows for k in row) if k.startswith("test_")]
+    spec += [(m, m, 4) for m in tests]  # data.test's headline metric (test_metrics.json)
     columns += [_Column(k, h, [_cell(row.get(k)) for row in rows], p) for k, h, p in spec]
     for i, key in enumerate(keys):
         cells = _paths([row["params"].get(key) for row in rows]) or [_cell(row["params"].get(key)) for row in rows]

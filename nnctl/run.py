@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from nnctl import __version__
 from nnctl.checkpoint import save_checkpoint
 from nnctl.config import Config, NamedSpec, registered, validate_config
-from nnctl.data import Encoding, encode_targets, feature_matrix
+from nnctl.data import Encoding, encode_targets
 from nnctl.errors import NnctlError, RunError
 from nnctl.files import atomic_write, npz_bytes, read_json, read_npz
 from nnctl.metrics import classification_report, multilabel_report, regression_report
@@ -29,11 +30,13 @@ from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import Optimizer
 from nnctl.rundir import RunDirectory
 from nnctl.schema import Schema, describe, merge, shorten
+from nnctl.tabular import Preprocessing, TargetScale
 from nnctl.task import Task
 from nnctl.train import TrainingState
 from nnctl.yamlfile import dump_yaml, read_yaml
 
 MODEL_JSON, MODEL_NPZ, CONFIG_YAML, HISTORY_CSV = "model.json", "model.npz", "config.yaml", "history.csv"
+TEST_METRICS_JSON = "test_metrics.json"  # data.test's scores, written once training ends
 
 
 @dataclass
@@ -50,14 +53,20 @@ class Run:
     def task(self) -> Task:
         return self.encoding.task
 
-    def outputs(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
-        """ŷ (N, K) for a frame holding the feature columns (any order; extra columns ignored)."""
-        X = feature_matrix(frame, self.encoding.features, source, self.network.dtype, key="the model's features")
-        return self.network.eval().forward(X)
+    def outputs(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> np.ndarray:
+        """ŷ (N, K) for a frame holding the feature columns (any order; extra columns ignored), encoded as in
+        training (nnctl.tabular), in the targets' own units. `warn` receives each warning about the data (values
+        not seen in training); by default they are Python warnings."""
+        enc = self.encoding
+        preprocessing = enc.preprocessing or Preprocessing(list(enc.features))
+        X, notes = preprocessing.encode_frame(frame, source, self.network.dtype)
+        for note in notes:
+            (warn or _python_warning)(note)
+        return model_outputs(self.network, enc, X)
 
-    def predict(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> pd.DataFrame:
         """The prediction columns of docs/reference.md#predict, one row per input row in order."""
-        yhat = self.outputs(frame, source)
+        yhat = self.outputs(frame, source, warn)
         enc, task = self.encoding, self.task
         columns: dict[str, Any] = {}
         if not task.classification:
@@ -72,23 +81,41 @@ class Run:
             columns.update({f"prob_{c}": probabilities[:, i] for i, c in enumerate(enc.classes)})
         return pd.DataFrame(columns, index=frame.index)
 
-    def evaluate(self, frame: pd.DataFrame, source: str = "data") -> dict[str, Any]:
+    def evaluate(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> dict[str, Any]:
         """Objective loss and the metrics of docs/reference.md#json-outputs on a labelled frame."""
-        yhat = self.outputs(frame, source)
+        yhat = self.outputs(frame, source, warn)
         Y = encode_targets(frame, self.encoding, source, self.network.dtype, key="the model's target")
-        result: dict[str, Any] = {
-            "loss": self.network.loss(Y, yhat),
-            "objective": self.network.objective.name,
-            "n_samples": int(len(Y)),
-        }
-        enc, task = self.encoding, self.task
-        if not task.classification:
-            result.update(regression_report(Y, yhat, enc.targets))
-        elif task.multilabel:
-            result.update(multilabel_report(Y, yhat, enc.targets))
-        else:
-            result.update(classification_report(Y, yhat, enc.classes))
-        return result
+        return report(self.network, self.encoding, Y, yhat)
+
+
+Warn = Callable[[str], None]
+
+
+def _python_warning(message: str) -> None:
+    warnings.warn(message, stacklevel=4)
+
+
+def model_outputs(network: Network, encoding: Encoding, X: np.ndarray) -> np.ndarray:
+    """ŷ (N, K) for encoded inputs X, in evaluation mode and in the targets' own units (scale_target undone)."""
+    yhat = network.eval().forward(X)
+    return yhat if encoding.target_scale is None else encoding.target_scale.unscale(yhat)
+
+
+def report(network: Network, encoding: Encoding, Y: np.ndarray, yhat: np.ndarray) -> dict[str, Any]:
+    """The loss (unweighted, in the targets' units) and the metrics of targets Y against outputs ŷ."""
+    result: dict[str, Any] = {
+        "loss": network.loss(Y, yhat),
+        "objective": network.objective.name,
+        "n_samples": int(len(Y)),
+    }
+    task = encoding.task
+    if not task.classification:
+        result.update(regression_report(Y, yhat, encoding.targets))
+    elif task.multilabel:
+        result.update(multilabel_report(Y, yhat, encoding.targets))
+    else:
+        result.update(classification_report(Y, yhat, encoding.classes))
+    return result
 
 
 def model_meta(config: Config, network: Network, encoding: Encoding) -> dict[str, Any]:
@@ -99,11 +126,17 @@ def model_meta(config: Config, network: Network, encoding: Encoding) -> dict[str
         "objective": config.objective.to_yaml(),
         "epsilon": config.epsilon,
         "dtype": config.dtype,
-        "n_features": len(encoding.features),
+        "n_features": encoding.n_features,
         "features": encoding.features,
         "targets": encoding.targets,
         "classes": encoding.classes,
         "task": encoding.task.kind,
+        # nnctl.tabular: what eval, predict and export apply to raw columns, as fitted on the training rows
+        "preprocessing": None if encoding.preprocessing is None else encoding.preprocessing.to_dict(),
+        "target_scale": None if encoding.target_scale is None else encoding.target_scale.to_dict(),
+        "class_weights": None
+        if encoding.class_weights is None
+        else {str(c): w for c, w in zip(encoding.classes, encoding.class_weights, strict=True)},
         "arrays": {name: list(a.shape) for name, a in network.arrays().items()},
     }
 
@@ -137,7 +170,7 @@ def save_config(path: Path, config: Config, home: Path | None = None) -> None:
     """The resolved config, its data paths relative to the run directory `home` (so run and data can move
     together) — `load_config` reads them back relative to the file."""
     document = config.to_dict()
-    for key in ("train", "validation"):
+    for key in ("train", "validation", "test"):
         value = document["data"].get(key)
         if value is not None:
             document["data"][key] = _relative(Path(value), (home or path).resolve())
@@ -165,6 +198,11 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path / MODEL_JSON}: malformed model description: {'; '.join(problems[:5])}") from None
     objective = OBJECTIVES[model.objective.kind].build(model.objective.options, model.epsilon)
     encoding = Encoding(model.features, model.targets, model.objective.kind, model.classes)
+    encoding.preprocessing = Preprocessing.from_dict(
+        model.preprocessing.model_dump() if model.preprocessing is not None else {"numeric": model.features}
+    )
+    if model.target_scale is not None:
+        encoding.target_scale = TargetScale(model.target_scale.mean, model.target_scale.std)
     try:  # model.npz must hold exactly the arrays model.json describes: checked before anything is allocated
         planned = planned_arrays(model.layers, model.n_features)
         arrays = read_npz(path / MODEL_NPZ, dict(planned), required=planned, described_by=MODEL_JSON)
@@ -186,6 +224,28 @@ def load_run(path: str | Path) -> Run:
     return Run(path, network, encoding, meta, config)
 
 
+class CategoricalDescription(Schema):
+    column: str
+    categories: list[str | int]
+    missing: bool
+
+    @property
+    def width(self) -> int:
+        return len(self.categories) + self.missing
+
+
+class PreprocessingDescription(Schema):
+    numeric: list[str]
+    categorical: list[CategoricalDescription]
+    missing: Literal["error", "mean", "median", "most_frequent", "constant"]
+    fills: list[float]
+
+
+class TargetScaleDescription(Schema):
+    mean: list[float]
+    std: list[float]
+
+
 class ModelDescription(Schema):
     """What model.json must hold to rebuild the network (other keys are information only)."""
 
@@ -198,6 +258,8 @@ class ModelDescription(Schema):
     features: list[str]
     targets: list[str] = Field(min_length=1)
     classes: list[str | int]
+    preprocessing: PreprocessingDescription | None = None  # absent: every feature numeric, no filling
+    target_scale: TargetScaleDescription | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> ModelDescription:
@@ -206,6 +268,20 @@ class ModelDescription(Schema):
             if len(set(values)) != len(values):
                 repeated = next(v for i, v in enumerate(values) if v in values[:i])
                 raise ValueError(f"{key}: lists {shorten(repeated)} twice")
+        pre = self.preprocessing
+        if pre is not None:
+            columns = pre.numeric + [c.column for c in pre.categorical]
+            if sorted(columns) != sorted(self.features):
+                raise ValueError("preprocessing: its numeric and categorical columns must be the features")
+            if pre.missing != "error" and len(pre.fills) != len(pre.numeric):
+                raise ValueError("preprocessing.fills: expected one value per numeric column")
+        width = len(self.features) if pre is None else len(pre.numeric) + sum(c.width for c in pre.categorical)
+        if width != self.n_features:
+            raise ValueError(f"n_features: {self.n_features}, but the features encode to {width} columns")
+        if self.target_scale is not None and not (
+            len(self.target_scale.mean) == len(self.target_scale.std) == len(self.targets)
+        ):
+            raise ValueError("target_scale: expected a mean and a std for each target")
         return self
 
 
@@ -244,6 +320,11 @@ class RunWriter:
         extra = self._extra(state) | ({"restored_best": True} if restored_best else {})
         self._write(lambda path: save_model(path, self.config, self.network, self.encoding, extra))
 
+    def save_test(self, scores: dict[str, Any]) -> None:
+        """test_metrics.json (non-finite numbers as null, so it is plain JSON)."""
+        text = json.dumps(_finite(scores), indent=2) + "\n"
+        self._write(lambda path: atomic_write(path / TEST_METRICS_JSON, text.encode()))
+
     def _extra(self, state: TrainingState) -> dict[str, Any]:
         """model.json's fields beyond the model itself: how training went, and where the model came from."""
         return model_status(state) | ({"provenance": self.provenance} if self.provenance is not None else {})
@@ -253,6 +334,17 @@ class RunWriter:
             write(self.directory.path)
         except OSError as exc:
             raise RunError(f"{self.directory.final}: cannot write the run directory: {exc.strerror or exc}") from None
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±inf as None, through dicts and lists."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def model_status(state: TrainingState) -> dict[str, Any]:

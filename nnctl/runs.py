@@ -23,6 +23,7 @@ import yaml
 from nnctl.errors import NnctlError, RunError
 
 MODEL_JSON, CONFIG_YAML, HISTORY_CSV = "model.json", "config.yaml", "history.csv"  # as nnctl.run names them
+TEST_METRICS_JSON = "test_metrics.json"
 SKIP_DIRS = {"checkpoint", "__pycache__"}  # never hold runs; hidden directories are skipped too
 FINISHED = {"epochs", "early_stopping", "tolerance"}  # model.json `status` values of a run that ended normally
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10× faster on many configs
@@ -38,6 +39,7 @@ class RunRecord:
     meta: dict[str, Any]
     config: dict[str, Any]  # flattened: dotted key → value
     history: list[dict[str, Any]] = field(default_factory=list)
+    test: dict[str, Any] | None = None  # test_metrics.json, when the run scored data.test
 
     @property
     def status(self) -> str:
@@ -70,6 +72,8 @@ class RunRecord:
         out.update(dict.fromkeys(columns))  # empty when no epoch finished
         out.update({k: v for k, v in self.best.items() if k not in ("epoch", "learning_rate", "grad_norm", "seconds")})
         out["seconds"] = round(sum(r.get("seconds") or 0.0 for r in self.history), 3) if self.history else None
+        if self.test is not None:  # the headline test figure, next to the validation one
+            out[f"test_{metric}"] = self.test.get(metric)
         return out
 
     @property
@@ -117,7 +121,15 @@ def read_run(path: Path, name: str | None = None) -> RunRecord:
         raise RunError(f"{path / MODEL_JSON}: unreadable: {exc}") from None
     if not isinstance(meta, dict):
         raise RunError(f"{path / MODEL_JSON}: expected a JSON object")
-    return RunRecord(path, name or path.name, meta, flatten(_read_config(path)), _read_history(path))
+    return RunRecord(path, name or path.name, meta, flatten(_read_config(path)), _read_history(path), _read_test(path))
+
+
+def _read_test(path: Path) -> dict[str, Any] | None:
+    try:
+        test = json.loads((path / TEST_METRICS_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return test if isinstance(test, dict) else None
 
 
 def _read_config(path: Path) -> Any:

@@ -20,6 +20,7 @@ from nnctl.data import Dataset
 from nnctl.errors import DivergenceError
 from nnctl.network import Network
 from nnctl.optimizers import Optimizer
+from nnctl.tabular import TargetScale
 from nnctl.task import Task
 
 NORMALIZE_ONCE_BYTES = 32 * 2**20  # larger training sets are z-scored batch by batch instead of copied
@@ -39,6 +40,9 @@ class Callback:
 
     def on_epoch_end(self, record: dict[str, Any], state: TrainingState) -> None:
         """After an epoch's history row is recorded (`record`)."""
+
+    def on_warning(self, message: str) -> None:
+        """A warning about the data (a column that looks like an identifier, categories not seen in training)."""
 
 
 @dataclass
@@ -75,9 +79,14 @@ class Batches:
     The network then runs from `start`, past its input layer.
     """
 
-    def __init__(self, network: Network, data: Dataset, batch_size: int | None) -> None:
+    def __init__(
+        self, network: Network, data: Dataset, batch_size: int | None, target_scale: TargetScale | None = None
+    ) -> None:
         dtype = network.dtype
         self.Y = np.ascontiguousarray(data.Y, dtype=dtype)
+        if target_scale is not None:  # the network learns standardised targets (data.scale_target)
+            self.Y = target_scale.scale(self.Y)
+        self.W = None if data.weights is None else np.ascontiguousarray(data.weights, dtype=dtype)
         self.normalize = network.input
         self.start = 0 if network.input is None else 1
         X, self.index = data.matrix, None if data.rows is None else np.asarray(data.rows, dtype=np.intp)
@@ -94,8 +103,9 @@ class Batches:
         self._y = np.empty((self.size, self.Y.shape[1]), dtype=dtype)
         self._i = np.empty(self.size, dtype=np.intp)
 
-    def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows `index` as (x, y) views of the reused buffers (valid until the next gather)."""
+    def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The rows `index` as (x, y) views of the reused buffers (valid until the next gather), and their loss
+        weights (data.class_weight; None without)."""
         m = len(index)
         x, y = (self._x, self._y) if m == self.size else (self._x[:m], self._y[:m])
         stored = index if self.index is None else self.index.take(index, out=self._i[:m])
@@ -103,7 +113,7 @@ class Batches:
         self.Y.take(index, axis=0, out=y)
         if self.normalize is not None:
             self.normalize.forward(x, out=x)
-        return x, y
+        return x, y, None if self.W is None else self.W[index]
 
 
 class EpochScore:
@@ -144,8 +154,10 @@ class Trainer:
         callback: Callback | None = None,
         save: Callable[[TrainingState], None] | None = None,
         save_every: float = 10.0,
+        target_scale: TargetScale | None = None,
     ) -> None:
         self.network = network
+        self.target_scale = target_scale  # losses and metrics are reported in the targets' own units
         self.optimizer = optimizer
         self.training = training
         self.rng = rng
@@ -181,7 +193,7 @@ class Trainer:
         if state.stop_reason in ("epochs", "interrupted", "tolerance"):
             state.stop_reason = None  # resuming, perhaps with more epochs
         self._stop_requested = False
-        batches = Batches(self.network, train, self.training.batch_size)
+        batches = Batches(self.network, train, self.training.batch_size, self.target_scale)
         self.task = Task(self.network.objective.name, batches.Y.shape[1])
         self._parameters = self.network.parameters()  # (name, param, grad) in a list, built once
         held_out = self._validation_inputs(validation)
@@ -238,8 +250,8 @@ class Trainer:
         self.network.train()
         for b in range(state.batch, batches.count):
             position = b * batches.size
-            x, y = batches.gather(order[position : position + batches.size])
-            batch_loss, yhat = self._step(x, y, batches.start)
+            x, y, w = batches.gather(order[position : position + batches.size])
+            batch_loss, y, yhat = self._step(x, y, w, batches.start)
             if not math.isfinite(batch_loss):
                 what = f"the loss became {batch_loss} at epoch {epoch}, batch {b + 1} of {batches.count}"
                 self._diverged(state, last_good, what, epoch, b + 1)
@@ -263,14 +275,24 @@ class Trainer:
         self._check_parameters(state, last_good, epoch, batches.count)
         return True
 
-    def _step(self, x: np.ndarray, y: np.ndarray, start: int) -> tuple[float, np.ndarray]:
-        """One gradient step on a batch: forward, loss, backward, update. Returns (Σ per-row loss, ŷ)."""
+    def _step(
+        self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, start: int
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """One gradient step on a batch: forward, loss, backward, update. Returns (Σ per-row loss, y, ŷ) with y and
+        ŷ in the targets' own units. Row weights `w` (N,) multiply each row's loss and its δ = ∂J/∂ŷ."""
         net, objective = self.network, self.network.objective
         yhat = net.forward(x, start)
-        batch_loss = float(np.add.reduce(objective.per_row(y, yhat)))
-        net.backward_params(objective.gradient(y, yhat), start)
+        seen = (
+            (y, yhat) if self.target_scale is None else (self.target_scale.unscale(y), self.target_scale.unscale(yhat))
+        )
+        per_row = objective.per_row(*seen)
+        delta = objective.gradient(y, yhat)
+        if w is not None:
+            per_row = per_row * w
+            delta *= w[:, None]
+        net.backward_params(delta, start)
         self.optimizer.step(self._parameters)
-        return batch_loss, yhat
+        return float(np.add.reduce(per_row)), *seen
 
     def _check_parameters(self, state: TrainingState, last_good: dict[str, np.ndarray], epoch: int, n: int) -> None:
         """A step can overflow the weights after the epoch's last finite loss: never keep those as good."""
@@ -290,6 +312,8 @@ class Trainer:
         if held_out is not None:
             X, Y, start = held_out
             yhat = self.network.eval().forward(X, start)
+            if self.target_scale is not None:
+                yhat = self.target_scale.unscale(yhat)
             record["validation_loss"] = self.network.objective.eval(Y, yhat)
             record[f"validation_{metric}"] = self.task.metric(Y, yhat)
         record["learning_rate"] = self.optimizer.learning_rate  # the rate this epoch used

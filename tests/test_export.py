@@ -43,8 +43,14 @@ def held_out(name: str) -> Path:
 def run_onnx(path: Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Every output of the ONNX model on the frame's feature columns (named in the model's metadata)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    features = json.loads(session.get_modelmeta().custom_metadata_map["features"])
-    outputs = session.run(None, {"features": frame[features].to_numpy(np.float32)})
+    metadata = session.get_modelmeta().custom_metadata_map
+    features = json.loads(metadata["features"])
+    feeds = {"features": frame[features].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)}
+    for name in json.loads(metadata.get("inputs", "[]")):  # categorical columns: one [N, 1] input each
+        if name != "features":
+            text = session.get_inputs()[len(feeds)].type == "tensor(string)"
+            feeds[name] = frame[[name]].astype(str).to_numpy(object) if text else frame[[name]].to_numpy(np.int64)
+    outputs = session.run(None, {k: v for k, v in feeds.items() if features or k != "features"})
     return {o.name: value for o, value in zip(session.get_outputs(), outputs, strict=True)}
 
 

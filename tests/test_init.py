@@ -19,6 +19,7 @@ EXAMPLES = {
     "diabetes_train.csv": "progression",
     "digits_train.csv": "digit",
     "iris_train.csv": "species",
+    "penguins_train.csv": "species",  # raw: text columns and NA cells
     "wine_train.csv": "cultivar",
     "xor.csv": "y",
 }
@@ -109,3 +110,11 @@ def test_init_never_overwrites_and_names_a_wrong_target(tmp_path: Path, capsys: 
     assert code == 2 and "already exists; pass --force" in err and (tmp_path / "taken.yaml").read_text() == "mine"
     code, _, err = run_cli(capsys, "init", DATA / "iris_train.csv", "--target", "specie", "-o", tmp_path / "x.yaml")
     assert code == 2 and "--target: column 'specie' not found" in err and not (tmp_path / "x.yaml").exists()
+
+
+def test_init_declares_the_raw_penguins_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = init_and_train(tmp_path, capsys, DATA / "penguins_train.csv", "species")
+    # `NA` is a missing number, not text: bill_length_mm stays numeric; island and sex are categories
+    assert config["data"]["categorical"] == ["island", "sex"]
+    assert config["data"]["missing"] == "median"
+    assert "bill_length_mm" in config["data"]["features"]
