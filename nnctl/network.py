@@ -28,10 +28,11 @@ class Network:
     """
 
     def __init__(self, modules: Sequence[Module], objective: Objective) -> None:
-        self.modules = list(modules)
+        self.modules = list(modules)  # fixed once built
         self.objective = objective
-        self._param_plans: dict[int, list[Module]] = {}  # caches: the training loop asks every batch
-        self._tails: dict[int, list[Module]] = {}
+        # Per start module: what forward and backward_params walk (asked every batch; the modules never change)
+        self._forward = [self.modules[start:] for start in range(len(self.modules) + 1)]
+        self._backward = [self._param_plan(start) for start in range(len(self.modules) + 1)]
         self.eval()
 
     def train(self, mode: bool = True) -> Network:
@@ -49,15 +50,9 @@ class Network:
 
     def forward(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         """ŷ for a batch X (N, D); `start` skips leading modules already applied to x (the trainer's input)."""
-        for module in self.modules if start == 0 else self._tail(start):
+        for module in self._forward[start]:
             x = module.forward(x)
         return x
-
-    def _tail(self, start: int) -> list[Module]:
-        tail = self._tails.get(start)
-        if tail is None:
-            tail = self._tails[start] = self.modules[start:]
-        return tail
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         """Pass δ = ∂J/∂ŷ back through every module; fills grads and returns ∂J/∂X."""
@@ -68,19 +63,20 @@ class Network:
     def backward_params(self, delta: np.ndarray, start: int = 0) -> None:
         """Fill every parameter gradient, skipping the work nothing needs: ∂J/∂X of the data, and δ below
         the first module with parameters."""
-        plan = self._param_plans.get(start)
-        if plan is None:
-            plan = self._param_plans[start] = self._param_plan(start)
-        for module in plan[:-1]:
+        through, last = self._backward[start]
+        for module in through:
             delta = module.backward(delta)
-        if plan:
-            plan[-1].backward_params(delta)
+        if last is not None:
+            last.backward_params(delta)
 
-    def _param_plan(self, start: int) -> list[Module]:
-        """Modules from the output down to the first one (at or after `start`) that has parameters."""
+    def _param_plan(self, start: int) -> tuple[list[Module], Module | None]:
+        """(modules to pass δ through, from the output down, then the first one with parameters, at or after
+        `start`, which only fills its gradients); ([], None) for a network without parameters."""
         modules = self.modules[start:]
         first = next((i for i, module in enumerate(modules) if module.params), None)
-        return [] if first is None else list(reversed(modules[first:]))
+        if first is None:
+            return [], None
+        return list(reversed(modules[first + 1 :])), modules[first]
 
     def generators(self) -> list[np.random.Generator]:
         """The distinct generators stochastic modules (dropout) draw from, in module order: their states are

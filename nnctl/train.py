@@ -21,7 +21,7 @@ from nnctl.errors import DivergenceError
 from nnctl.network import Network
 from nnctl.optimizers import Optimizer
 from nnctl.tabular import TargetScale
-from nnctl.task import Task
+from nnctl.task import Task, predicted_classes
 
 NORMALIZE_ONCE_BYTES = 32 * 2**20  # larger training sets are z-scored batch by batch instead of copied
 
@@ -130,7 +130,7 @@ class EpochScore:
     def add(self, y: np.ndarray, yhat: np.ndarray, position: int) -> float:
         """Score a batch that starts at `position` in the epoch's order; returns what is already countable."""
         if self.bulk:
-            self.task.predict(yhat, out=self.predicted[position : position + len(yhat)])
+            predicted_classes(yhat, self.predicted[position : position + len(yhat)])  # Task.predict, one call less
             return 0.0
         return self.task.metric_sum(y, yhat)
 
@@ -248,22 +248,24 @@ class Trainer:
         score.settled = state.batch * batches.size  # earlier rows were counted before an interruption
         report_every = max(1, batches.count // 25)
         self.network.train()
-        for b in range(state.batch, batches.count):
-            position = b * batches.size
-            x, y, w = batches.gather(order[position : position + batches.size])
-            batch_loss, y, yhat = self._step(x, y, w, batches.start)
+        gather, step, add, optimizer, size = batches.gather, self._step, score.add, self.optimizer, batches.size
+        monotonic = time.monotonic
+        for b in range(state.batch, batches.count):  # the hot loop: names looked up once, above
+            position = b * size
+            x, y, w = gather(order[position : position + size])
+            batch_loss, y, yhat = step(x, y, w, batches.start)
             if not math.isfinite(batch_loss):
                 what = f"the loss became {batch_loss} at epoch {epoch}, batch {b + 1} of {batches.count}"
                 self._diverged(state, last_good, what, epoch, b + 1)
             state.loss_sum += batch_loss
             state.seen += len(y)
-            if self.optimizer.grad_norm is not None:
-                state.grad_norm_sum += self.optimizer.grad_norm
-            state.metric_sum += score.add(y, yhat, position)
+            if optimizer.grad_norm is not None:
+                state.grad_norm_sum += optimizer.grad_norm
+            state.metric_sum += add(y, yhat, position)
             state.batch = b + 1
             if (b + 1) % report_every == 0:
                 self.callback.on_batch_end(epoch, b + 1, batches.count, state.seen)
-            if b + 1 < batches.count and (self._stop_requested or time.monotonic() >= self._save_due):
+            if b + 1 < batches.count and (self._stop_requested or monotonic() >= self._save_due):
                 state.metric_sum += score.settle(order, position + len(y))  # the state is whole from here
                 state.epoch_seconds += time.perf_counter() - started
                 if self._stop_requested:
@@ -280,19 +282,20 @@ class Trainer:
     ) -> tuple[float, np.ndarray, np.ndarray]:
         """One gradient step on a batch: forward, loss, backward, update. Returns (Σ per-row loss, y, ŷ) with y and
         ŷ in the targets' own units. Row weights `w` (N,) multiply each row's loss and its δ = ∂J/∂ŷ."""
-        net, objective = self.network, self.network.objective
+        net, objective, scale = self.network, self.network.objective, self.target_scale
         yhat = net.forward(x, start)
-        seen = (
-            (y, yhat) if self.target_scale is None else (self.target_scale.unscale(y), self.target_scale.unscale(yhat))
-        )
-        per_row = objective.per_row(*seen)
+        if scale is not None:  # the loss the user reads is in the targets' own units
+            y_seen, yhat_seen = scale.unscale(y), scale.unscale(yhat)
+        else:
+            y_seen, yhat_seen = y, yhat
+        per_row = objective.per_row(y_seen, yhat_seen)
         delta = objective.gradient(y, yhat)
         if w is not None:
             per_row = per_row * w
             delta *= w[:, None]
         net.backward_params(delta, start)
         self.optimizer.step(self._parameters)
-        return float(np.add.reduce(per_row)), *seen
+        return float(np.add.reduce(per_row)), y_seen, yhat_seen
 
     def _check_parameters(self, state: TrainingState, last_good: dict[str, np.ndarray], epoch: int, n: int) -> None:
         """A step can overflow the weights after the epoch's last finite loss: never keep those as good."""
