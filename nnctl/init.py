@@ -153,12 +153,9 @@ def _task_comment(decided: Plan) -> list[str]:
     if decided.objective == "squared_error":
         return ["  # numbers: regression (linear output, squared error)"]
     shown = ", ".join(map(str, decided.classes[:10])) + (", …" if len(decided.classes) > 10 else "")
-    kind = (
-        "two classes: logistic output, log loss"
-        if decided.objective == "log_loss"
-        else "classes: softmax, cross entropy"
-    )
-    return [f"  # {len(decided.classes)} {kind} ({shown})"]
+    if decided.objective == "log_loss":
+        return [f"  # two classes ({shown}): logistic output, log loss"]
+    return [f"  # {len(decided.classes)} classes ({shown}): softmax output, cross entropy"]
 
 
 def _per(decided: Plan) -> str:
