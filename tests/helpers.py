@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ from nnctl.cli import main
 from nnctl.gradcheck import fix_noise
 from nnctl.layers import LAYERS, Activation, FullyConnected, Module
 from nnctl.network import build_modules
+from nnctl.train import Callback
 
 STEP = 1e-5  # float64 central differences: truncation h²·f‴/6 ≈ 1e-11, rounding u·|f|/h ≈ 1e-11·|f|
 
@@ -147,3 +154,81 @@ def write_csv(path: Path, rows: int, seed: int, noise: float = 0.3, task: str = 
     target = {"label": np.where(score > 0, "yes", "no")} if task == "classification" else {"y": score}
     pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], **target}).to_csv(path, index=False)
     return path
+
+
+# ----------------------------------------------------------------------------- runs: compare, interrupt, watch
+
+
+def model_arrays(run: Path) -> dict[str, np.ndarray]:
+    """A run's model.npz, arrays only."""
+    with np.load(run / "model.npz", allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Weights byte for byte, every history.csv value except the wall-clock `seconds` as written, and how
+    model.json says training ended."""
+    wa, wb = model_arrays(a), model_arrays(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert wa[name].dtype == wb[name].dtype and wa[name].tobytes() == wb[name].tobytes(), f"{name} differs"
+    ha = pd.read_csv(a / "history.csv", dtype=str).drop(columns="seconds")
+    hb = pd.read_csv(b / "history.csv", dtype=str).drop(columns="seconds")
+    pd.testing.assert_frame_equal(ha, hb)
+    ma, mb = (json.loads((p / "model.json").read_text()) for p in (a, b))
+    assert [ma[k] for k in ("status", "best_epoch", "epochs_completed")] == [
+        mb[k] for k in ("status", "best_epoch", "epochs_completed")
+    ]
+
+
+class SigintAfter(Callback):
+    """A progress callback that sends this process SIGINT after its n-th batch, as Ctrl-C would."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches, self.seen = batches, 0
+
+    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
+        self.seen += 1
+        if self.seen == self.batches:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def console_script() -> list[str]:
+    """The installed `nnctl` script of this Python (else `python -m nnctl`)."""
+    script = Path(sys.executable).with_name("nnctl")
+    found = str(script) if script.exists() else shutil.which("nnctl")
+    return [found] if found else [sys.executable, "-m", "nnctl"]
+
+
+def nnctl_process(*args: Any, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+    """`nnctl ARGS` in a subprocess that saves its run every 50 ms (so a test can watch it progress)."""
+    environment = os.environ | {"COLUMNS": "100", "NNCTL_SAVE_EVERY": "0.05"} | (env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnctl", *map(str, args)],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def epochs_done(run: Path) -> int:
+    """Epochs a run in progress has saved (0 before its first save)."""
+    try:
+        return int(json.loads((run / "model.json").read_text())["epochs_completed"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def array_bytes(run: Path) -> dict[str, bytes]:
+    """A run's model.npz as raw bytes per array (for ==, bit for bit)."""
+    return {name: array.tobytes() for name, array in model_arrays(run).items()}

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import toy_config, write_config, write_csv
+from helpers import console_script, model_arrays, toy_config, write_config, write_csv
 
 from nnctl.cli import main
 from nnctl.run import load_run
@@ -47,11 +45,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_config(tmp_path / "toy.yaml", toy)
     write_config(tmp_path / "reg.yaml", reg)
     return tmp_path
-
-
-def model_arrays(run: Path) -> dict[str, np.ndarray]:
-    with np.load(run / "model.npz", allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
 
 
 # ----------------------------------------------------------------------------- the run directory
@@ -165,12 +158,6 @@ def test_quiet_prints_nothing(project: Path, capsys: pytest.CaptureFixture[str])
     assert main(["train", "toy.yaml", "--out", "run", "--quiet"]) == 0
     assert capsys.readouterr() == ("", "")
     assert len(pd.read_csv(project / "run" / "history.csv")) == 5
-
-
-def console_script() -> list[str]:
-    script = Path(sys.executable).with_name("nnctl")
-    found = str(script) if script.exists() else shutil.which("nnctl")
-    return [found] if found else [sys.executable, "-m", "nnctl"]
 
 
 def plain_env() -> dict[str, str]:

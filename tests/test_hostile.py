@@ -22,7 +22,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import checkpoint_state, run_cli, toy_config, toy_layers, write_config, write_csv
+from helpers import (
+    array_bytes,
+    assert_same_run,
+    checkpoint_state,
+    epochs_done,
+    nnctl_process,
+    run_cli,
+    toy_config,
+    toy_layers,
+    wait_for,
+    write_config,
+    write_csv,
+)
 
 from nnctl.config import load_config
 from nnctl.experiment import train
@@ -41,45 +53,6 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def nnctl(*args: Any, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
-    """`nnctl ARGS` in a subprocess that saves its run every 50 ms (so a test can watch it progress)."""
-    environment = os.environ | {"COLUMNS": "100", "NNCTL_SAVE_EVERY": "0.05"} | (env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnctl", *map(str, args)],
-        cwd=cwd,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
-def wait_for(condition: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def epochs_done(run: Path) -> int:
-    try:
-        return int(json.loads((run / "model.json").read_text())["epochs_completed"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
-def arrays(run: Path) -> dict[str, bytes]:
-    with np.load(run / "model.npz", allow_pickle=False) as npz:
-        return {name: npz[name].tobytes() for name in npz.files}
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    assert arrays(a) == arrays(b)
-    history = [pd.read_csv(run / "history.csv").drop(columns="seconds") for run in (a, b)]
-    pd.testing.assert_frame_equal(*history)
-
-
 @pytest.fixture
 def whole(work: Path) -> Path:
     """The uninterrupted run every interrupted one must end up equal to."""
@@ -92,7 +65,7 @@ def whole(work: Path) -> Path:
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_saves_the_checkpoint_and_resume_is_exact(work: Path, whole: Path, sig: int, code: int) -> None:
     run = work / "cut"
-    child = nnctl("train", "slow.yaml", "--out", run, cwd=work)
+    child = nnctl_process("train", "slow.yaml", "--out", run, cwd=work)
     wait_for(lambda: epochs_done(run) >= 2 or child.poll() is not None)
     child.send_signal(sig)
     _, err = child.communicate(timeout=60)
@@ -106,7 +79,7 @@ def test_a_signal_saves_the_checkpoint_and_resume_is_exact(work: Path, whole: Pa
 
 def test_sigkill_loses_only_the_work_since_the_last_save(work: Path, whole: Path) -> None:
     run = work / "killed"
-    child = nnctl("train", "slow.yaml", "--out", run, cwd=work)
+    child = nnctl_process("train", "slow.yaml", "--out", run, cwd=work)
     wait_for(lambda: epochs_done(run) >= 3 or child.poll() is not None)
     child.kill()
     child.communicate(timeout=60)
@@ -119,7 +92,7 @@ def test_sigkill_loses_only_the_work_since_the_last_save(work: Path, whole: Path
 
 def test_two_ctrl_c_10_ms_apart_and_a_storm_during_the_save(work: Path, whole: Path) -> None:
     run = work / "storm"
-    child = nnctl("train", "slow.yaml", "--out", run, cwd=work)
+    child = nnctl_process("train", "slow.yaml", "--out", run, cwd=work)
     wait_for(lambda: epochs_done(run) >= 1 or child.poll() is not None)
     child.send_signal(signal.SIGINT)
     time.sleep(0.01)
@@ -139,7 +112,7 @@ def test_a_signal_while_the_data_loads_exits_at_once_and_writes_nothing(work: Pa
     fifo = work / "slow.csv"
     os.mkfifo(fifo)
     write_config(work / "fifo.yaml", toy_config(data={"train": "slow.csv", "target": "label"}))
-    child = nnctl("train", "fifo.yaml", "--out", work / "never", cwd=work)
+    child = nnctl_process("train", "fifo.yaml", "--out", work / "never", cwd=work)
     with open(fifo, "w") as writer:  # returns once nnctl has opened the pipe: it is now reading its data
         writer.write("a,b,c,label\n")
         writer.flush()
@@ -156,7 +129,7 @@ def test_a_signal_while_the_data_loads_exits_at_once_and_writes_nothing(work: Pa
 
 def test_a_second_command_on_a_run_in_use_exits_2_naming_the_holder(work: Path) -> None:
     run = work / "busy"
-    first = nnctl("train", "slow.yaml", "--out", run, cwd=work)
+    first = nnctl_process("train", "slow.yaml", "--out", run, cwd=work)
     try:
         wait_for(lambda: epochs_done(run) >= 1 or first.poll() is not None)
         for extra in (["--out", run, "--force"], ["--resume", run]):
@@ -175,7 +148,7 @@ def test_a_second_command_on_a_run_in_use_exits_2_naming_the_holder(work: Path) 
 
 def test_concurrent_default_runs_get_their_own_numbered_directories(work: Path) -> None:
     write_config(work / "quick.yaml", toy_config(training={"epochs": 2}))
-    children = [nnctl("train", "quick.yaml", "-q", "--set", f"seed={i}", cwd=work) for i in range(3)]
+    children = [nnctl_process("train", "quick.yaml", "-q", "--set", f"seed={i}", cwd=work) for i in range(3)]
     for child in children:
         child.communicate(timeout=60)
         assert child.returncode == 0
@@ -189,8 +162,8 @@ def test_concurrent_default_runs_get_their_own_numbered_directories(work: Path) 
 def test_a_killed_force_leaves_the_old_run_or_the_new_one_whole(work: Path, when: str) -> None:
     write_config(work / "quick.yaml", toy_config(training={"epochs": 2}))
     assert run_cli_subprocess(work, "train", "quick.yaml", "--out", "r", "-q") == 0
-    old = arrays(work / "r")
-    child = nnctl("train", "slow.yaml", "--out", "r", "--force", cwd=work)
+    old = array_bytes(work / "r")
+    child = nnctl_process("train", "slow.yaml", "--out", "r", "--force", cwd=work)
 
     def swapped() -> bool:
         config = yaml.safe_load((work / "r" / "config.yaml").read_text())
@@ -201,11 +174,11 @@ def test_a_killed_force_leaves_the_old_run_or_the_new_one_whole(work: Path, when
     child.kill()
     child.communicate(timeout=60)
     if swapped():  # the new run, resumable to its end
-        assert arrays(work / "r") != old
+        assert array_bytes(work / "r") != old
         assert run_cli_subprocess(work, "train", "--resume", "r", "-q") == 0
         assert epochs_done(work / "r") == EPOCHS
     else:  # the old run, untouched
-        assert when == "at-once" and arrays(work / "r") == old
+        assert when == "at-once" and array_bytes(work / "r") == old
         assert run_cli_subprocess(work, "eval", "r", "valid.csv") == 0
     # a stale staging directory (a kill before the swap) is cleared by the next --force
     assert run_cli_subprocess(work, "train", "quick.yaml", "--out", "r", "--force", "-q") == 0
@@ -395,7 +368,7 @@ def test_predict_never_overwrites_an_input_column(
 
 def test_an_unfinished_run_is_named_by_eval(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = work / "cut"
-    child = nnctl("train", "slow.yaml", "--out", run, cwd=work)
+    child = nnctl_process("train", "slow.yaml", "--out", run, cwd=work)
     try:
         wait_for(lambda: epochs_done(run) >= 1)
         code, out, err = run_cli(capsys, "eval", run, "valid.csv", "--json")

@@ -11,7 +11,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import checkpoint_state, toy_config, toy_layers, write_config, write_csv
+from helpers import (
+    SigintAfter,
+    assert_same_run,
+    checkpoint_state,
+    console_script,
+    model_arrays,
+    toy_config,
+    toy_layers,
+    write_config,
+    write_csv,
+)
 
 import nnctl.experiment
 from nnctl.cli import main
 from nnctl.config import load_config
 from nnctl.experiment import train
-from nnctl.train import Callback
 
 
 @pytest.fixture
@@ -38,40 +46,6 @@ def cfg(tmp_path: Path) -> Path:
 
 
 BATCHES = 6  # per epoch with the fixture's data
-
-
-class SigintAfter(Callback):
-    """A progress callback that sends this process SIGINT after its n-th batch, as Ctrl-C would."""
-
-    def __init__(self, batches: int) -> None:
-        self.batches, self.seen = batches, 0
-
-    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
-        self.seen += 1
-        if self.seen == self.batches:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def arrays(run: Path) -> dict[str, np.ndarray]:
-    with np.load(run / "model.npz", allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Weights byte for byte, and every history.csv value except the wall-clock `seconds`, as written."""
-    wa, wb = arrays(a), arrays(b)
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert wa[name].dtype == wb[name].dtype and wa[name].tobytes() == wb[name].tobytes(), f"{name} differs"
-    ha = pd.read_csv(a / "history.csv", dtype=str).drop(columns="seconds")
-    hb = pd.read_csv(b / "history.csv", dtype=str).drop(columns="seconds")
-    pd.testing.assert_frame_equal(ha, hb)
-    ma, mb = (json.loads((p / "model.json").read_text()) for p in (a, b))
-    assert (ma["status"], ma["best_epoch"], ma["epochs_completed"]) == (
-        mb["status"],
-        mb["best_epoch"],
-        mb["epochs_completed"],
-    )
 
 
 # ----------------------------------------------------------------------------- library: exact resume
@@ -177,14 +151,14 @@ def test_raising_epochs_continues_a_finished_run(cfg: Path) -> None:
 def test_resume_with_a_different_config_names_the_keys(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = str(cfg.parent / "run")
     assert main(["train", str(cfg), "--out", run, "--quiet"]) == 0
-    before = arrays(Path(run))
+    before = model_arrays(Path(run))
     capsys.readouterr()
     overrides = ["--set", "optimizer.learning_rate=0.5", "--set", "layers.1.fully_connected.units=4"]
     assert main(["train", str(cfg), "--resume", run, *overrides, "--set", "training.epochs=20"]) == 2
     err = capsys.readouterr().err
     assert "optimizer.learning_rate" in err and "layers[1].fully_connected.units" in err
     assert "training.epochs" in err  # the remedy: the only key that may change
-    assert all(np.array_equal(before[k], a) for k, a in arrays(Path(run)).items())
+    assert all(np.array_equal(before[k], a) for k, a in model_arrays(Path(run)).items())
 
 
 def test_resume_with_more_epochs_through_the_cli(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -343,11 +317,6 @@ def test_the_printed_resume_command_survives_spaces_in_paths(
 
 
 # ------------------------------------------------------------- the real thing: Ctrl-C on the console script
-
-
-def console_script() -> list[str]:
-    script = Path(sys.executable).with_name("nnctl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "nnctl"]
 
 
 REGULARISED = [  # dropout masks, a schedule whose state matters (plateau) and clipping

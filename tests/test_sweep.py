@@ -22,7 +22,17 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import checkpoint_state, run_cli, toy_config, toy_layers, write_csv
+from helpers import (
+    array_bytes,
+    checkpoint_state,
+    epochs_done,
+    nnctl_process,
+    run_cli,
+    toy_config,
+    toy_layers,
+    wait_for,
+    write_csv,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -60,17 +70,12 @@ def without_seconds(sweep: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in read_trials(sweep)]
 
 
-def arrays(run: Path) -> dict[str, bytes]:
-    with np.load(run / "model.npz", allow_pickle=False) as npz:
-        return {name: npz[name].tobytes() for name in npz.files}
-
-
 def assert_same_sweep(a: Path, b: Path) -> None:
     """trials.csv equal but for `seconds`, and every trial's model.npz equal bit for bit."""
     assert without_seconds(a) == without_seconds(b)
     for row in read_trials(a):
         if (a / row["run"] / "model.npz").exists():
-            assert arrays(a / row["run"]) == arrays(b / row["run"]), row["trial"]
+            assert array_bytes(a / row["run"]) == array_bytes(b / row["run"]), row["trial"]
 
 
 # ----------------------------------------------------------------------------- trial order
@@ -225,7 +230,7 @@ def test_every_trial_is_bit_identical_to_nnctl_train_with_its_settings(
         sets.append(f"layers.1.fully_connected.units={row['layers.1.fully_connected.units']}")
         args = ["train", "grid.yaml", *[a for s in sets for a in ("--set", s)], "--threads", "1", "--out", "alone"]
         assert run_cli(capsys, *args, "--force", "-q")[0] == 0
-        assert arrays(project / "alone") == arrays(sweep / row["run"])
+        assert array_bytes(project / "alone") == array_bytes(sweep / row["run"])
     trial = sweep / "trials" / "0006"
     code, out, _ = run_cli(capsys, "eval", trial, "valid.csv", "--json")  # a trial is a complete run
     assert code == 0 and json.loads(out)["n_samples"] == 40
@@ -331,29 +336,7 @@ def slow(project: Path) -> Path:
 
 def nnctl(*args: Any, cwd: Path) -> subprocess.Popen[str]:
     """`nnctl ARGS` in its own session (so a test can Ctrl-C its process group, as a terminal does)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnctl", *map(str, args)],
-        cwd=cwd,
-        env=os.environ | {"NNCTL_SAVE_EVERY": "0.05", "COLUMNS": "100"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def wait_for(condition: Any, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def epochs_done(run: Path) -> int:
-    try:
-        return int(json.loads((run / "model.json").read_text())["epochs_completed"])
-    except (OSError, ValueError, KeyError):
-        return 0
+    return nnctl_process(*args, cwd=cwd, start_new_session=True)
 
 
 def unlocked(lock: Path) -> bool:

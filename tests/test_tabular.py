@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +15,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import yaml
-from helpers import run_cli, write_config
+from helpers import SigintAfter, run_cli, write_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +27,7 @@ from nnctl.metrics import roc_auc
 from nnctl.run import load_run
 from nnctl.seeds import streams
 from nnctl.tabular import Categorical, TargetScale, category_keys, class_weights, fit_preprocessing
-from nnctl.train import Callback, Trainer
+from nnctl.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -392,16 +391,6 @@ def test_cached_and_uncached_runs_are_bit_identical(
     assert runs[0] == runs[1] == runs[2]
     entries = [p for p in Path(os.environ["NNCTL_CACHE_DIR"]).iterdir() if len(p.name) == 64]
     assert len(entries) == 1  # the cached columns, raw: the encoding is fitted after reading them
-
-
-class SigintAfter(Callback):
-    def __init__(self, batches: int) -> None:
-        self.batches, self.seen = batches, 0
-
-    def on_batch_end(self, epoch: int, batch: int, n_batches: int, samples: int) -> None:
-        self.seen += 1
-        if self.seen == self.batches:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_resume_is_exact_with_categories_fills_and_class_weights(table: Path) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import toy_config, write_config, write_csv
+from helpers import model_arrays, toy_config, write_config, write_csv
 
 from nnctl.config import load_config
 from nnctl.errors import DivergenceError
@@ -28,11 +28,6 @@ def write_toy(path: Path, **sections: Any) -> Path:
         write_csv(path.parent / "train.csv", 60, seed=1)
         write_csv(path.parent / "valid.csv", 40, seed=2)
     return write_config(path, toy_config(**sections))
-
-
-def model_arrays(run: Path) -> dict[str, np.ndarray]:
-    with np.load(run / "model.npz", allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
 
 
 def losses(run: Path) -> pd.DataFrame:
