@@ -31,6 +31,14 @@ def examples(*lines: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+# Options several commands share, declared once.
+SetOption = Annotated[
+    list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set training.epochs=5.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON value on stdout and nothing else there.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+
+
 app = typer.Typer(
     name="nnctl",
     help="Train small neural networks written in NumPy from YAML configs.",
@@ -110,9 +118,7 @@ def train(
     config: Annotated[
         Path | None, typer.Argument(metavar="CONFIG", help="YAML config file (with --resume: the run's own).")
     ] = None,
-    set_: Annotated[
-        list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set training.epochs=5.")
-    ] = [],  # noqa: B006
+    set_: SetOption = [],  # noqa: B006
     out_dir: Annotated[
         Path | None, typer.Option("--out", metavar="DIR", help="Run directory (default: OUTPUT/NAME).")
     ] = None,
@@ -122,7 +128,7 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", metavar="RUN", help="Continue the run in this directory.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOption = False,
     log_every: Annotated[
         int | None,
         typer.Option("--log-every", min=1, metavar="N", help="Not on a terminal: a line every N epochs (~100 lines)."),
@@ -168,7 +174,7 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     csv: Annotated[Path, typer.Argument(metavar="DATA", help="Labelled .csv, .csv.gz or .parquet to evaluate on.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
     per_class: Annotated[
         bool, typer.Option("--per-class", help=f"The per-class table even for more than {20} classes.")
     ] = False,
@@ -274,12 +280,12 @@ def gradcheck(
     config: Annotated[
         Path | None, typer.Argument(metavar="CONFIG", help="YAML config (default: every built-in module).")
     ] = None,
-    set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key.")] = [],  # noqa: B006
+    set_: SetOption = [],  # noqa: B006
     rows: Annotated[int | None, typer.Option("--rows", min=1, help="Rows of training data to check on (8).")] = None,
     eps: Annotated[
         float, typer.Option("--eps", min=1e-12, max=1.0, help="Finite-difference step h (central differences).")
     ] = 1e-6,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Analytic gradients against central finite differences, in float64."""
     from nnctl import gradcheck as gc
@@ -312,8 +318,8 @@ def gradcheck(
 @app.command(epilog=examples("nnctl summary configs/iris.yaml", "nnctl summary configs/digits.yaml --json"))
 def summary(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
-    set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key.")] = [],  # noqa: B006
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = [],  # noqa: B006
+    as_json: JsonOption = False,
 ) -> None:
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
     from nnctl.config import load_config
@@ -447,7 +453,7 @@ def runs_(
         str | None,
         typer.Option("--sort", metavar="KEY", help="Order by a column or config key; --sort=-KEY for descending."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Every run under DIR as one table, with the config keys that differ between them as columns."""
     from nnctl.runs import all_keys, list_runs, short_names, sort_rows, table_rows
@@ -477,7 +483,7 @@ def runs_(
 def diff(
     run_a: Annotated[Path, typer.Argument(metavar="RUN_A", help="Run directory.")],
     run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="Run directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Two runs side by side: the config keys that differ, best-epoch metrics, and whether the data were the same."""
     from nnctl.render_runs import diff_tables
@@ -499,7 +505,7 @@ app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("ls")
-def cache_ls(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+def cache_ls(as_json: JsonOption = False) -> None:
     """List the cache's entries: the file each came from, its shape, dtype and size on disk."""
     from nnctl.cache import cache_dir, entries
     from nnctl.render import cache_listing
@@ -544,9 +550,7 @@ def sweep(
     config: Annotated[
         Path | None, typer.Argument(metavar="CONFIG", help="Config with a sweep: section (optional with --resume).")
     ] = None,
-    set_: Annotated[
-        list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set training.epochs=5.")
-    ] = [],  # noqa: B006
+    set_: SetOption = [],  # noqa: B006
     out_dir: Annotated[
         Path | None, typer.Option("--out", metavar="DIR", help="Sweep directory (default: OUTPUT/NAME-sweep).")
     ] = None,
@@ -571,8 +575,8 @@ def sweep(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the sweep at --out (never anything but nnctl's).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train every point of the config's sweep: section, in parallel; rank the results."""
     from nnctl.sweeprun import open_backend, run_sweep
