@@ -240,6 +240,8 @@ class TrialCallback(Callback):
 
     def set_trainer(self, trainer: Trainer) -> None:
         self.trainer = trainer
+        if self.stopping:  # asked before the trainer existed
+            trainer.request_stop()
 
     def stop(self) -> None:
         self.stopping = True
@@ -247,8 +249,6 @@ class TrialCallback(Callback):
             self.trainer.request_stop()
 
     def on_train_begin(self, state: TrainingState, epochs: int, n_batches: int) -> None:
-        if self.stopping:  # asked before training began (fit() clears earlier requests)
-            self.stop()
         self.send("begin", self.number, {"epoch": state.epoch, "epochs": epochs})
 
     def on_epoch_end(self, record: dict[str, Any], state: TrainingState) -> None:

@@ -163,15 +163,10 @@ class Trainer:
         self.rng = rng
         self.callback = callback if callback is not None else Callback()
         self.callback.set_trainer(self)
-        self.task = Task(network.objective.name)
         self.state = TrainingState()
         self._stop_requested = False
         self.save, self.save_every = save, save_every  # keeps the run directory current (a checkpoint)
         self._save_due = math.inf
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop_requested
 
     def request_stop(self) -> None:
         """Ask training to stop after the current batch (what Ctrl-C does)."""
@@ -187,12 +182,12 @@ class Trainer:
                 return self._fit(train, validation, state)
             finally:
                 self.network.eval()
+                self._stop_requested = False  # a request is for this fit (one made before it starts counts too)
 
     def _fit(self, train: Dataset, validation: Dataset | None, state: TrainingState | None) -> TrainingState:
         state = self.state = state or TrainingState()
         if state.stop_reason in ("epochs", "interrupted", "tolerance"):
             state.stop_reason = None  # resuming, perhaps with more epochs
-        self._stop_requested = False
         batches = Batches(self.network, train, self.training.batch_size, self.target_scale)
         self.task = Task(self.network.objective.name, batches.Y.shape[1])
         self._parameters = self.network.parameters()  # (name, param, grad) in a list, built once
@@ -202,7 +197,7 @@ class Trainer:
         self.callback.on_train_begin(state, self.training.epochs, batches.count)
         self._save_due = math.inf if self.save is None else time.monotonic() + self.save_every
         while state.epoch < self.training.epochs:
-            if not self._train_epoch(state, batches, score, last_good):
+            if self._stop_requested or not self._train_epoch(state, batches, score, last_good):
                 state.stop_reason = "interrupted"
                 return state
             record = self._end_epoch(state, held_out)

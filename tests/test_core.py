@@ -238,3 +238,16 @@ def test_help_and_version_import_neither_pandas_nor_pydantic() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stop_requested_before_fit_is_honoured(toy: Path) -> None:
+    """A Ctrl-C while the run directory is first written (before fit starts) stops training before any batch."""
+    from nnctl.experiment import set_up
+    from nnctl.train import Trainer
+
+    setup = set_up(load_config(write_config(toy / "c.yaml", toy_config())))
+    trainer = Trainer(setup.network, setup.optimizer, setup.config.training, setup.shuffle_rng)
+    trainer.request_stop()
+    state = trainer.fit(setup.train, setup.validation)
+    assert (state.stop_reason, state.epoch, state.batch, state.seen) == ("interrupted", 0, 0, 0)
+    assert trainer.fit(setup.train, setup.validation, state).stop_reason == "epochs"  # the request was for that fit
