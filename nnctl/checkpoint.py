@@ -106,6 +106,7 @@ def _allowed_arrays(network: Network, optimizer: Optimizer, rows: int) -> dict[s
         shapes[f"param/{name}"] = array.shape
     for name, param, _ in network.parameters():
         shapes[f"best/{name}"] = param.shape
+    for name, param, _ in network.flat_parameters():  # the optimiser's moments, one vector per slot
         shapes.update({f"opt/{name}/{slot}": param.shape for slot in optimizer.slots})
     return shapes
 

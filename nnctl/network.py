@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from nnctl.config import Config
 
 
+BackwardPlan = tuple[list[Module], Module | None]  # modules δ passes through, then the first with parameters
+
+
 class Network:
     """Modules applied in order, then an objective; backward walks them in reverse (the slides' pseudo-code).
 
@@ -28,11 +31,10 @@ class Network:
     """
 
     def __init__(self, modules: Sequence[Module], objective: Objective) -> None:
-        self.modules = list(modules)  # fixed once built
+        self.modules = list(modules)
         self.objective = objective
-        # Per start module: what forward and backward_params walk (asked every batch; the modules never change)
-        self._forward = [self.modules[start:] for start in range(len(self.modules) + 1)]
-        self._backward = [self._param_plan(start) for start in range(len(self.modules) + 1)]
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None
+        self.flat_parameters()  # from here on, the modules' params and grads are views of two vectors
         self.eval()
 
     def train(self, mode: bool = True) -> Network:
@@ -44,13 +46,9 @@ class Network:
     def eval(self) -> Network:
         return self.train(False)
 
-    @property
-    def training(self) -> bool:
-        return any(module.training for module in self.modules)
-
     def forward(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         """ŷ for a batch X (N, D); `start` skips leading modules already applied to x (the trainer's input)."""
-        for module in self._forward[start]:
+        for module in self.modules[start:] if start else self.modules:
             x = module.forward(x)
         return x
 
@@ -60,16 +58,16 @@ class Network:
             delta = module.backward(delta)
         return delta
 
-    def backward_params(self, delta: np.ndarray, start: int = 0) -> None:
+    def backward_params(self, delta: np.ndarray, plan: BackwardPlan | None = None) -> None:
         """Fill every parameter gradient, skipping the work nothing needs: ∂J/∂X of the data, and δ below
-        the first module with parameters."""
-        through, last = self._backward[start]
+        the first module with parameters. `plan` (from `backward_plan`) lets a training loop work it out once."""
+        through, last = plan if plan is not None else self.backward_plan()
         for module in through:
             delta = module.backward(delta)
         if last is not None:
             last.backward_params(delta)
 
-    def _param_plan(self, start: int) -> tuple[list[Module], Module | None]:
+    def backward_plan(self, start: int = 0) -> BackwardPlan:
         """(modules to pass δ through, from the output down, then the first one with parameters, at or after
         `start`, which only fills its gradients); ([], None) for a network without parameters."""
         modules = self.modules[start:]
@@ -89,6 +87,16 @@ class Network:
 
     def loss(self, y: np.ndarray, yhat: np.ndarray) -> float:
         return self.objective.eval(y, yhat)
+
+    def flat_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Every parameter and gradient as one vector each, [("parameters", p, g)] ([] with none): the modules'
+        arrays are views into them, so an optimiser updates all of them in one call per step."""
+        arrays = [(module, key) for module in self.modules for key in module.params]
+        if not arrays:
+            return []
+        if self._flat is None or not all(_view_of(m.params[k], self._flat[0]) for m, k in arrays):
+            self._flat = _pack(arrays)
+        return [("parameters", *self._flat)]
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """(name, param, grad) for every parameter, named "<module index>.<key>" (e.g. "1.W")."""
@@ -159,6 +167,24 @@ class Network:
     def __repr__(self) -> str:
         inner = ", ".join(repr(m) for m in self.modules)
         return f"Network([{inner}], {self.objective!r})"
+
+
+def _view_of(array: np.ndarray, buffer: np.ndarray) -> bool:
+    return np.may_share_memory(array, buffer)
+
+
+def _pack(arrays: list[tuple[Module, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """One parameter vector and one gradient vector; each module's params/grads become reshaped views of them."""
+    params = [module.params[key] for module, key in arrays]
+    P = np.concatenate([a.ravel() for a in params])
+    G = np.zeros_like(P)
+    offset = 0
+    for (module, key), array in zip(arrays, params, strict=True):
+        size = array.size
+        module.params[key] = P[offset : offset + size].reshape(array.shape)
+        module.grads[key] = G[offset : offset + size].reshape(array.shape)
+        offset += size
+    return P, G
 
 
 def planned_arrays(layers: Sequence[Any], n_features: int) -> dict[str, tuple[int, ...]]:

@@ -76,10 +76,6 @@ class Optimizer:
         then weight decay, then the rule. The gradient arrays themselves are never written."""
         self.t += 1
         decay, state, update = self.weight_decay, self.state, self.update  # looked up once per step, not per array
-        if not decay and self.clip_norm is None and isinstance(parameters, list) and len(state) == len(parameters):
-            for name, p, g in parameters:  # the common case, on the hot path: the rule alone
-                update(p, g, state[name])
-            return
         scale = 1.0
         if self.clip_norm is not None:
             parameters = list(parameters)

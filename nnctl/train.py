@@ -190,7 +190,11 @@ class Trainer:
             state.stop_reason = None  # resuming, perhaps with more epochs
         batches = Batches(self.network, train, self.training.batch_size, self.target_scale)
         self.task = Task(self.network.objective.name, batches.Y.shape[1])
-        self._parameters = self.network.parameters()  # (name, param, grad) in a list, built once
+        self._flat = (
+            self.network.flat_parameters()
+        )  # what the optimiser updates: one vector (packs the modules' arrays)
+        self._parameters = self.network.parameters()  # (name, param, grad) of each array, views into it
+        self._plan = self.network.backward_plan(batches.start)
         held_out = self._validation_inputs(validation)
         score = EpochScore(self.task, batches.Y)
         last_good = {name: p.copy() for name, p, _ in self._parameters}  # weights after the last finished epoch
@@ -288,8 +292,8 @@ class Trainer:
         if w is not None:
             per_row = per_row * w
             delta *= w[:, None]
-        net.backward_params(delta, start)
-        self.optimizer.step(self._parameters)
+        net.backward_params(delta, self._plan)
+        self.optimizer.step(self._flat)
         return float(np.add.reduce(per_row)), y_seen, yhat_seen
 
     def _check_parameters(self, state: TrainingState, last_good: dict[str, np.ndarray], epoch: int, n: int) -> None:
