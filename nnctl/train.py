@@ -69,6 +69,11 @@ class TrainingState:
         return self.stop_reason in ("epochs", "early_stopping", "tolerance")
 
 
+# A gathered batch: inputs x, targets y in their own units, targets t the network learns (y itself unless
+# data.scale_target standardises them), and loss weights w per row (data.class_weight; None without).
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
 class Batches:
     """The training arrays laid out once for fast gathering, and one reused buffer for every batch.
 
@@ -83,9 +88,9 @@ class Batches:
         self, network: Network, data: Dataset, batch_size: int | None, target_scale: TargetScale | None = None
     ) -> None:
         dtype = network.dtype
-        self.Y = np.ascontiguousarray(data.Y, dtype=dtype)
-        if target_scale is not None:  # the network learns standardised targets (data.scale_target)
-            self.Y = target_scale.scale(self.Y)
+        self.Y = np.ascontiguousarray(data.Y, dtype=dtype)  # the targets, in their own units (losses, metrics)
+        # What the network learns: standardised targets with data.scale_target (gathered alongside), else Y.
+        self.T = None if target_scale is None else target_scale.scale(self.Y)
         self.W = None if data.weights is None else np.ascontiguousarray(data.weights, dtype=dtype)
         self.normalize = network.input
         self.start = 0 if network.input is None else 1
@@ -101,19 +106,22 @@ class Batches:
         self.count = math.ceil(self.rows / self.size)
         self._x = np.empty((self.size, self.X.shape[1]), dtype=dtype)
         self._y = np.empty((self.size, self.Y.shape[1]), dtype=dtype)
+        self._t = None if self.T is None else np.empty_like(self._y)
+        self._w = None if self.W is None else np.empty(self.size, dtype=dtype)
         self._i = np.empty(self.size, dtype=np.intp)
 
-    def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The rows `index` as (x, y) views of the reused buffers (valid until the next gather), and their loss
-        weights (data.class_weight; None without)."""
+    def gather(self, index: np.ndarray) -> Batch:
+        """The rows `index` as views of the reused buffers (valid until the next gather)."""
         m = len(index)
-        x, y = (self._x, self._y) if m == self.size else (self._x[:m], self._y[:m])
+        x, y = self._x[:m], self._y[:m]
         stored = index if self.index is None else self.index.take(index, out=self._i[:m])
         self.X.take(stored, axis=0, out=x)
         self.Y.take(index, axis=0, out=y)
         if self.normalize is not None:
             self.normalize.forward(x, out=x)
-        return x, y, None if self.W is None else self.W[index]
+        t = y if self.T is None or self._t is None else self.T.take(index, axis=0, out=self._t[:m])
+        w = None if self.W is None or self._w is None else self.W.take(index, out=self._w[:m])
+        return x, y, t, w
 
 
 class EpochScore:
@@ -251,8 +259,9 @@ class Trainer:
         monotonic = time.monotonic
         for b in range(state.batch, batches.count):  # the hot loop: names looked up once, above
             position = b * size
-            x, y, w = gather(order[position : position + size])
-            batch_loss, y, yhat = step(x, y, w, batches.start)
+            batch = gather(order[position : position + size])
+            batch_loss, yhat = step(batch, batches.start)
+            y = batch[1]
             if not math.isfinite(batch_loss):
                 what = f"the loss became {batch_loss} at epoch {epoch}, batch {b + 1} of {batches.count}"
                 self._diverged(state, last_good, what, epoch, b + 1)
@@ -276,25 +285,21 @@ class Trainer:
         self._check_parameters(state, last_good, epoch, batches.count)
         return True
 
-    def _step(
-        self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, start: int
-    ) -> tuple[float, np.ndarray, np.ndarray]:
-        """One gradient step on a batch: forward, loss, backward, update. Returns (Σ per-row loss, y, ŷ) with y and
-        ŷ in the targets' own units. Row weights `w` (N,) multiply each row's loss and its δ = ∂J/∂ŷ."""
+    def _step(self, batch: Batch, start: int) -> tuple[float, np.ndarray]:
+        """One gradient step on a batch: forward, loss, backward, update. Returns (Σ per-row loss, ŷ), ŷ in the
+        targets' own units. Row weights multiply each row's loss and its δ = ∂J/∂ŷ."""
+        x, y, t, w = batch
         net, objective, scale = self.network, self.network.objective, self.target_scale
-        yhat = net.forward(x, start)
-        if scale is not None:  # the loss the user reads is in the targets' own units
-            y_seen, yhat_seen = scale.unscale(y), scale.unscale(yhat)
-        else:
-            y_seen, yhat_seen = y, yhat
-        per_row = objective.per_row(y_seen, yhat_seen)
-        delta = objective.gradient(y, yhat)
+        output = net.forward(x, start)
+        yhat = output if scale is None else scale.unscale(output)  # the loss the user reads: in y's own units
+        per_row = objective.per_row(y, yhat)
+        delta = objective.gradient(t, output)
         if w is not None:
             per_row = per_row * w
             delta *= w[:, None]
         net.backward_params(delta, self._plan)
         self.optimizer.step(self._flat)
-        return float(np.add.reduce(per_row)), y_seen, yhat_seen
+        return float(np.add.reduce(per_row)), yhat
 
     def _check_parameters(self, state: TrainingState, last_good: dict[str, np.ndarray], epoch: int, n: int) -> None:
         """A step can overflow the weights after the epoch's last finite loss: never keep those as good."""

@@ -251,3 +251,23 @@ def test_a_stop_requested_before_fit_is_honoured(toy: Path) -> None:
     state = trainer.fit(setup.train, setup.validation)
     assert (state.stop_reason, state.epoch, state.batch, state.seen) == ("interrupted", 0, 0, 0)
     assert trainer.fit(setup.train, setup.validation, state).stop_reason == "epochs"  # the request was for that fit
+
+
+def test_batches_give_the_targets_as_they_are_and_the_scaled_ones_to_learn(toy: Path) -> None:
+    """With data.scale_target the loss is reported against the targets themselves, not a scaled round trip."""
+    from nnctl.data import Dataset
+    from nnctl.network import Network, build_modules
+    from nnctl.objectives import SquaredError
+    from nnctl.tabular import TargetScale
+    from nnctl.train import Batches
+
+    rng = np.random.default_rng(0)
+    Y = rng.normal(50_000, 12_345.678, size=(40, 1)) + rng.random((40, 1))
+    data = Dataset(rng.normal(size=(40, 3)), Y, "mem")
+    scale = TargetScale.fit(Y, None)
+    network = Network(build_modules([("fully_connected", {"units": 1})], 3), SquaredError())
+    batches = Batches(network, data, 8, scale)
+    index = np.array([5, 3, 30, 1])
+    x, y, t, w = batches.gather(index)
+    assert y.tobytes() == Y[index].tobytes() and w is None
+    assert t.tobytes() == scale.scale(Y)[index].tobytes()
