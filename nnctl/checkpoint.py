@@ -93,10 +93,11 @@ def save_checkpoint(
     atomic_write(checkpoint_path(run), npz_bytes(arrays))
 
 
-def saved_data(run: Path) -> dict[str, str | None]:
-    """The sha256 of the data a checkpoint trained on (read alone, before arrays whose shapes depend on it)."""
+def read_state(run: Path) -> CheckpointState:
+    """The checkpoint's JSON document alone (with the data's sha256: checked before reading arrays whose
+    shapes depend on the data)."""
     path = checkpoint_path(run)
-    return _document(read_npz(path, required=[STATE], only=[STATE])[STATE], path).data
+    return _document(read_npz(path, required=[STATE], only=[STATE])[STATE], path)
 
 
 def _allowed_arrays(network: Network, optimizer: Optimizer, rows: int) -> dict[str, tuple[int, ...] | None]:
@@ -112,13 +113,19 @@ def _allowed_arrays(network: Network, optimizer: Optimizer, rows: int) -> dict[s
 
 
 def load_checkpoint(
-    run: Path, optimizer: Optimizer, network: Network, rng: np.random.Generator, rows: int, n_batches: int
-) -> tuple[TrainingState, dict[str, str | None]]:
-    """Restore weights, optimiser moments, RNG and position; returns the state and the data's sha256."""
+    run: Path,
+    optimizer: Optimizer,
+    network: Network,
+    rng: np.random.Generator,
+    rows: int,
+    n_batches: int,
+    doc: CheckpointState | None = None,
+) -> TrainingState:
+    """Restore weights, optimiser moments, RNG and position (`doc`: the JSON document, when already read)."""
     path = checkpoint_path(run)
     allowed = _allowed_arrays(network, optimizer, rows)
     arrays = read_npz(path, allowed, required=[STATE, *(k for k in allowed if k.startswith("param/"))])
-    doc = _document(arrays[STATE], path)
+    doc = doc if doc is not None else _document(arrays[STATE], path)
     permutation = arrays.get("permutation")
     if doc.batch >= n_batches or (doc.batch and permutation is None):
         raise RunError(f"{path}: inside epoch {doc.epoch + 1} at batch {doc.batch} of {n_batches}; corrupted")
@@ -148,7 +155,7 @@ def load_checkpoint(
         stop_reason=doc.stop_reason,
         grad_norm_sum=doc.grad_norm_sum,
     )
-    return state, doc.data
+    return state
 
 
 def _training_extras(state: TrainingState, optimizer: Optimizer, network: Network) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from nnctl import provenance
 from nnctl.cache import MEMO, cache_dir
-from nnctl.checkpoint import checkpoint_path, load_checkpoint, saved_data
+from nnctl.checkpoint import checkpoint_path, load_checkpoint, read_state
 from nnctl.config import Config, load_config
 from nnctl.data import Dataset, Encoding
 from nnctl.errors import ConfigError, DataError, DivergenceError, NnctlError, RunError
@@ -58,6 +58,7 @@ class Setup:
     shuffle_rng: np.random.Generator
     warnings: list[str] = field(default_factory=list)  # about the data: identifier-like columns, unseen categories
     test: Dataset | None = None  # data.test, scored once training ends
+    fingerprint: dict[str, str | None] = field(default_factory=dict)  # sha256 of train/validation, hashed once
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def set_up(config: Config, data: LoadedData | None = None) -> Setup:
     if raw_test is not None:  # read with the others: a bad test file is an error before training, not after it
         test, found = encode_raw(encoding, raw_test)
         warnings += found
-    return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"], warnings, test)
+    fingerprint = data.fingerprint if data is not None else data_fingerprint(config)
+    return Setup(config, encoding, train, validation, network, optimizer, rngs["shuffle"], warnings, test, fingerprint)
 
 
 def _check_statistics(layer: Input, features: list[str], source: str) -> None:
@@ -109,13 +111,11 @@ def _check_statistics(layer: Input, features: list[str], source: str) -> None:
         )
 
 
-def read_data(config: Config, fingerprint: bool = True) -> LoadedData:
-    """The config's data files read and encoded (no split yet), and their sha256 when `fingerprint`."""
+def read_data(config: Config) -> LoadedData:
+    """The config's data files read and encoded (no split yet), and their sha256."""
     notes: list[str] = []
     encoding, train, validation = read_files(config, notes)
     test = read_test(config, encoding)
-    if not fingerprint:
-        return LoadedData(encoding, train, validation, {}, None, test, tuple(notes))
     sha256 = data_fingerprint(config)
     test_rows = len(test) if test is not None else 0
     files = data_files(config, len(train), len(validation) if validation is not None else 0, sha256, test_rows)
@@ -241,8 +241,7 @@ def _claim(
     directory = RunDirectory.existing(Path(resume), command)
     try:
         setup = set_up(config, data)
-        fingerprint = data.fingerprint if data is not None else None
-        return directory, setup, resumed_state(config, setup, directory.final, fingerprint)
+        return directory, setup, resumed_state(config, setup, directory.final)
     except BaseException:
         directory.release()
         raise
@@ -258,7 +257,7 @@ def _run(
     command: list[str],
     loaded: LoadedData | None = None,
 ) -> TrainResult:
-    data = loaded.fingerprint if loaded is not None else data_fingerprint(config)
+    data = setup.fingerprint
     writer = RunWriter(directory, config, setup.network, setup.encoding, setup.optimizer, setup.shuffle_rng, data)
     resumed = directory.final if state is not None else None
     files = loaded.files if loaded is not None else None
@@ -375,11 +374,8 @@ def data_files(
     return files
 
 
-def resumed_state(
-    config: Config, setup: Setup, path: Path, fingerprint: dict[str, str | None] | None = None
-) -> TrainingState:
-    """The checkpoint's state, once the config and data match the run's and there is training left to do
-    (`fingerprint`: the data's sha256 when they were read elsewhere)."""
+def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:
+    """The checkpoint's state, once the config and data match the run's and there is training left to do."""
     saved = load_config(path / CONFIG_YAML)
     differing = config_differences(config, saved)
     if differing:
@@ -390,17 +386,16 @@ def resumed_state(
     config.name, config.output = saved.name, saved.output
     if not checkpoint_path(path).exists():
         raise RunError(f"{path}: cannot resume: no checkpoint in this directory")
-    _check_same_data(config, saved_data(path), path, fingerprint)
+    document = read_state(path)
+    _check_same_data(config, document.data, path, setup.fingerprint)
     batches = math.ceil(len(setup.train) / min(config.training.batch_size or len(setup.train), len(setup.train)))
-    state, _ = load_checkpoint(path, setup.optimizer, setup.network, setup.shuffle_rng, len(setup.train), batches)
+    rng, rows = setup.shuffle_rng, len(setup.train)
+    state = load_checkpoint(path, setup.optimizer, setup.network, rng, rows, batches, document)
     _check_resumable(config, state, path)
     return state
 
 
-def _check_same_data(
-    config: Config, saved: dict[str, str | None], path: Path, now: dict[str, str | None] | None = None
-) -> None:
-    now = data_fingerprint(config) if now is None else now
+def _check_same_data(config: Config, saved: dict[str, str | None], path: Path, now: dict[str, str | None]) -> None:
     for key, digest in saved.items():
         if key in now and digest != now[key]:
             file = getattr(config.data, key)
