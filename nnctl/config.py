@@ -9,6 +9,7 @@ The checks that need the data (widths vs classes) happen when the network is bui
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -354,19 +355,50 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     raw = read_yaml(path)
     touched = apply_overrides(raw, list(overrides or []), path)
     config = validate_config(raw, path, touched)
-    base = path.resolve().parent
-    data = config.data
-    for key in ("train", "validation", "test"):
-        value = getattr(data, key)
-        if value is not None:
-            try:
-                setattr(data, key, (base / value).resolve())
-            except (OSError, ValueError) as exc:  # a NUL byte, a name too long
-                raise ConfigError(f"{path}: data.{key}: expected a file path, got {str(value)!r} ({exc})") from None
+    absolute_data_paths(config, path.resolve().parent, path)
     if config.name is None:
         config.name = path.stem
     config._source = str(path)
     return config
+
+
+DATA_FILES = ("train", "validation", "test")  # the `data` keys that name files
+
+
+def absolute_data_paths(config: Config | dict[str, Any], base: Path, where: str | Path = "config") -> None:
+    """The data files of a config, or of a config document as written (its `data` strings), made absolute in place:
+    a relative path is relative to `base` (the folder of the file it was read from). `where` begins a message."""
+    data = config.data if isinstance(config, Config) else config.get("data")
+    for key in DATA_FILES:
+        value = data.get(key) if isinstance(data, dict) else getattr(data, key, None)
+        if not isinstance(value, str | Path):
+            continue
+        try:
+            path = (base / value).resolve()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long
+            raise ConfigError(f"{where}: data.{key}: expected a file path, got {str(value)!r} ({exc})") from None
+        if isinstance(data, dict):
+            data[key] = str(path)
+        else:
+            setattr(data, key, path)
+
+
+def relative_data_paths(document: dict[str, Any], home: Path) -> None:
+    """A config document's data files named relative to the directory `home` it is written into (so the two can
+    move together), in place; `absolute_data_paths` reads them back."""
+    data = document.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in DATA_FILES:
+        if isinstance(data.get(key), str | Path):
+            data[key] = _relative(Path(data[key]), home)
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def validate_config(raw: dict[str, Any], path: Path | str = "config", touched: Collection[str] = frozenset()) -> Config:

@@ -7,7 +7,6 @@ Nothing is ever pickled; every file is written to a temporary name and renamed i
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from nnctl import __version__
 from nnctl.checkpoint import save_checkpoint
-from nnctl.config import Config, NamedSpec, registered, validate_config
+from nnctl.config import Config, NamedSpec, registered, relative_data_paths, validate_config
 from nnctl.data import Encoding, encode_targets
 from nnctl.errors import NnctlError, RunError
 from nnctl.files import atomic_write, npz_bytes, read_json, read_npz
@@ -170,18 +169,8 @@ def save_config(path: Path, config: Config, home: Path | None = None) -> None:
     """The resolved config, its data paths relative to the run directory `home` (so run and data can move
     together) — `load_config` reads them back relative to the file."""
     document = config.to_dict()
-    for key in ("train", "validation", "test"):
-        value = document["data"].get(key)
-        if value is not None:
-            document["data"][key] = _relative(Path(value), (home or path).resolve())
+    relative_data_paths(document, (home or path).resolve())
     atomic_write(path / CONFIG_YAML, dump_yaml(document).encode())
-
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return os.path.relpath(path, start)
-    except ValueError:  # another drive (Windows)
-        return str(path)
 
 
 def load_run(path: str | Path) -> Run:

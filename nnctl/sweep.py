@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nnctl.config import Config, apply_overrides, load_config, registered, validate_config
+from nnctl.config import Config, absolute_data_paths, apply_overrides, load_config, registered, validate_config
 from nnctl.errors import ConfigError, DivergenceError, NnctlError
 from nnctl.experiment import LoadedData, build_for_data, read_data
 from nnctl.network import Network
@@ -103,14 +103,12 @@ def plan_sweep(path: Path, overrides: list[str]) -> SweepPlan:
 
 
 def make_plan(path: Path, config: Config, raw: dict[str, Any]) -> SweepPlan:
-    """The plan of a resolved `config` and the `raw` config it came from (as written, --set applied)."""
+    """The plan of a resolved `config` and the `raw` config it came from (as written in the file at `path`, --set
+    applied: its data paths relative to that file's folder)."""
     source = {key: value for key, value in raw.items() if key != "sweep"}
     source["name"] = config.name
     source["data"] = dict(source["data"])
-    for key in ("train", "validation"):
-        value = getattr(config.data, key)
-        if value is not None:
-            source["data"][key] = str(value)
+    absolute_data_paths(source, path.resolve().parent, path)
     resolve_sweep(config, path)
     plan = SweepPlan(path, config, source, trials(config.sweep, config.seed))  # type: ignore[arg-type]
     check_keys(plan)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any
 
-from nnctl.config import Config
+from nnctl.config import Config, relative_data_paths
 from nnctl.errors import RunError
 from nnctl.files import atomic_write, read_json
 from nnctl.run import HISTORY_CSV, MODEL_JSON
@@ -84,9 +83,7 @@ class SweepDirectory:
         resolved = plan.config.to_dict()
         source = {**plan.source, "data": dict(plan.source["data"]), "sweep": resolved["sweep"]}
         for document, name in ((resolved, SWEEP_YAML), (source, SOURCE_YAML)):
-            for key in ("train", "validation"):
-                if document["data"].get(key) is not None:
-                    document["data"][key] = _relative(Path(document["data"][key]), self.final.resolve())
+            relative_data_paths(document, self.final.resolve())
             self._write(name, dump_yaml(document))
 
     def write_trials(self, plan: SweepPlan, rows: dict[int, dict[str, Any]]) -> None:
@@ -129,22 +126,9 @@ class SweepDirectory:
 
 
 def load_source(path: Path) -> dict[str, Any]:
-    """The config as written, from a sweep directory (sweep.yaml when .source.yaml is gone), data paths absolute."""
-    file = path / SOURCE_YAML if (path / SOURCE_YAML).is_file() else path / SWEEP_YAML
-    raw = read_yaml(file)
-    data = raw.get("data")
-    if isinstance(data, dict):
-        for key in ("train", "validation"):
-            if isinstance(data.get(key), str):
-                data[key] = str((path.resolve() / data[key]).resolve())
-    return raw
-
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return os.path.relpath(path, start)
-    except ValueError:  # another drive (Windows)
-        return str(path)
+    """The config as written, from a sweep directory (sweep.yaml when .source.yaml is gone): its data paths are
+    relative to the directory."""
+    return read_yaml(path / SOURCE_YAML if (path / SOURCE_YAML).is_file() else path / SWEEP_YAML)
 
 
 # ----------------------------------------------------------------------------- rows

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from nnctl.config import absolute_data_paths, relative_data_paths
 from nnctl.errors import NnctlError
 from nnctl.experiment import LoadedData, read_data
 from nnctl.files import atomic_write
@@ -87,7 +88,10 @@ def ray_trial(task: TrialTask, data: LoadedData, files: dict[str, bytes], board:
             atomic_write(run / name, content)
         with blas_threads(threads):
             outcome = run_trial(dataclasses.replace(task, run=run), lambda config: data, send, should_stop)
-        return outcome, _pack(run)
+        files = _pack(run)
+        if CONFIG_YAML in files:  # its data paths are relative to this temporary directory: made absolute
+            files[CONFIG_YAML] = _rebased(files[CONFIG_YAML], run.resolve(), None)
+        return outcome, files
 
 
 def _pack(run: Path) -> dict[str, bytes]:
@@ -149,7 +153,7 @@ class RayBackend:
             key = data_key(config)
             if key not in data_refs:  # sent to the object store once, whatever the number of trials
                 data_refs[key] = ray.put(runner.plan.data.get(key) or read_data(config))
-            files = _files(task, runner.plan.config)
+            files = _files(task)
             pending[remote.remote(task, data_refs[key], files, board, self.threads)] = task
         self._wait(pending, board, runner)
 
@@ -186,7 +190,7 @@ class RayBackend:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             reason = f"the Ray task running this trial failed: {type(exc).__name__}: {first}"
             return TrialOutcome(number, "failed", reason)
-        _unpack(task.run, files, runner.plan.config)
+        _unpack(task.run, files)
         return outcome
 
 
@@ -202,28 +206,28 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise NnctlError(f"--backend ray: nothing answers at {address} ({reason}); is the cluster up?") from None
 
 
-def _files(task: TrialTask, config: Any) -> dict[str, bytes]:
+def _files(task: TrialTask) -> dict[str, bytes]:
     """The run so far, sent along to resume it (nothing for a new trial); its config names the data by absolute
     path, as the trial's config does, wherever the task unpacks it."""
     files = _pack(task.run) if task.resume else {}
     if CONFIG_YAML in files:
-        files[CONFIG_YAML] = _with_data_paths(files[CONFIG_YAML], config, None)
+        files[CONFIG_YAML] = _rebased(files[CONFIG_YAML], task.run.resolve(), None)
     return files
 
 
-def _unpack(run: Path, files: dict[str, bytes], config: Any) -> None:
+def _unpack(run: Path, files: dict[str, bytes]) -> None:
     """Write a task's run directory; its config.yaml names the data relative to where the run now is."""
     for name, content in files.items():
         if name == CONFIG_YAML:
-            content = _with_data_paths(content, config, run.resolve())
+            content = _rebased(content, run.resolve(), run.resolve())
         atomic_write(run / name, content)
 
 
-def _with_data_paths(content: bytes, config: Any, home: Path | None) -> bytes:
-    """A run's config.yaml naming the sweep's data files relative to `home` (absolute with None)."""
+def _rebased(content: bytes, home: Path, to: Path | None) -> bytes:
+    """A run's config.yaml with its data paths (relative to `home`, or absolute) relative to `to` (absolute with
+    None)."""
     document = parse_yaml(content.decode())
-    for key in ("train", "validation"):
-        path = getattr(config.data, key)
-        if path is not None:
-            document["data"][key] = str(path) if home is None else os.path.relpath(path, home)
+    absolute_data_paths(document, home, CONFIG_YAML)
+    if to is not None:
+        relative_data_paths(document, to)
     return dump_yaml(document).encode()

@@ -288,6 +288,58 @@ def test_a_trial_that_fails_records_its_error(project: Path, capsys: pytest.Capt
     assert {r["status"] for r in rows} == {"failed"} and "train.csv" in rows[0]["error"]
 
 
+def elsewhere(project: Path) -> Path:
+    """`configs/elsewhere.yaml`: a sweep of 2 trials whose data files (data/, test data too) are named relative to
+    the config's folder, not to the working directory."""
+    (project / "data").mkdir()
+    for name in ("train.csv", "valid.csv"):
+        os.replace(project / name, project / "data" / name)
+    write_csv(project / "data" / "test.csv", 30, seed=4)
+    (project / "configs").mkdir()
+    data = {
+        "train": "../data/train.csv",
+        "validation": "../data/valid.csv",
+        "test": "../data/test.csv",
+        "target": "label",
+    }
+    sweep = {"parameters": {"optimizer.learning_rate": [0.05, 0.01]}}
+    return write_config(project / "configs" / "elsewhere.yaml", toy_config(data=data, sweep=sweep))
+
+
+def assert_trials_name_the_data(sweep: Path, project: Path) -> None:
+    """Every trial finished and scored data.test; its config.yaml (relative to the trial), sweep.yaml and
+    .source.yaml (relative to the sweep) name the data files."""
+    from nnctl.config import load_config
+
+    data = project / "data"
+    for row in read_trials(sweep):
+        assert row["status"] == "finished", row
+        run = sweep / row["run"]
+        loaded = load_config(run / "config.yaml").data
+        assert (loaded.train, loaded.validation, loaded.test) == tuple(
+            (data / name).resolve() for name in ("train.csv", "valid.csv", "test.csv")
+        )
+        assert yaml.safe_load((run / "config.yaml").read_text())["data"]["test"] == os.path.relpath(
+            data / "test.csv", run.resolve()
+        )
+        assert json.loads((run / "test_metrics.json").read_text())["n_samples"] == 30
+    for name in ("sweep.yaml", ".source.yaml"):
+        assert yaml.safe_load((sweep / name).read_text())["data"]["test"] == os.path.relpath(
+            data / "test.csv", sweep.resolve()
+        )
+
+
+def test_a_sweep_takes_every_data_path_relative_to_its_config(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = elsewhere(project)
+    code, _, err = run_cli(capsys, "sweep", config, "--out", "s", "--workers", "2", "-q")
+    assert code == 0, err
+    assert_trials_name_the_data(project / "s", project)
+    assert run_cli(capsys, "sweep", "--resume", "s", "-q")[0] == 0  # the sweep's own copy resolves too
+    assert run_cli(capsys, "sweep", config, "--resume", "s", "-q")[0] == 0  # and equals the config
+
+
 def test_sweep_directories_are_numbered_and_never_replaced_without_force(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -498,6 +550,18 @@ def test_ray_trials_equal_local_trials(project: Path, capsys: pytest.CaptureFixt
     assert run_cli(capsys, "sweep", "grid.yaml", "--workers", "2", "--out", "local", "-q")[0] == 0
     assert_same_sweep(project / "local", project / "ray")
     assert not (project / "ray" / "trials" / "0001" / ".nnctl.lock").exists()  # written by the driver
+
+
+def test_ray_trial_configs_name_the_data_relative_to_the_sweep(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trial trains in a temporary directory on its node; its config.yaml, written back into the sweep, names
+    the data (the test data too) relative to the trial's run directory there."""
+    ray_session()
+    config = elsewhere(project)
+    code, _, err = run_cli(capsys, "sweep", config, "--backend", "ray", "--out", "s", "-q")
+    assert code == 0, err
+    assert_trials_name_the_data(project / "s", project)
 
 
 _RAY: list[Any] = []
