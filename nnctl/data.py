@@ -7,6 +7,7 @@ is named instead: see nnctl.formats). Files are read whole or chunk by chunk by 
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nnctl.errors import DataError
-from nnctl.formats import RowText, check_file, csv_errors, csv_row
+from nnctl.formats import CSV_OPTIONS, RowText, check_file, columns, csv_errors, csv_header, csv_row, repeated_name
 from nnctl.objectives import objective_class
 from nnctl.schema import shorten, shorten_list
 from nnctl.task import Task
@@ -101,18 +102,23 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
     """Read a CSV; a missing, empty or header-only file is a DataError naming it."""
     path = Path(path)
     check_file(path, what)
+    # A pipe can be read only once: it is read whole, and parsed (and its header looked at) from memory.
+    source: Path | io.BytesIO = path if path.is_file() else io.BytesIO(path.read_bytes())
     # pandas' C engine; on a large local file it parses in parallel threads over a memory map (pandas ≥ 3.1)
     # Only empty cells are missing: "None", "NA" or "null" can be real class labels.
     with csv_errors(path, what), warnings.catch_warnings():  # mixed types are reported as the data error they are
         warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-        frame = pd.read_csv(path, skipinitialspace=True, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(source, **CSV_OPTIONS)
     if len(frame) == 0:
         raise DataError(f"{what}: {path} has a header but no rows")
     if any(isinstance(c, str) and "." in c and c.rsplit(".", 1)[0] in frame.columns for c in frame.columns):
         # pandas renames a repeated `a` to `a.1`; the header line itself tells that from a real `a.1`
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, skipinitialspace=True)
-        names = list(header.iloc[0])
-        repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+            names = csv_header(io.TextIOWrapper(source, "utf-8-sig", newline=""), path, what)
+        else:
+            names = columns(path, what)  # raises for a repeated name
+        repeated = repeated_name(names)
         if repeated is not None:
             raise DataError(f"{what}: {path} has a repeated column name: {repeated!r}; expected unique names")
     return frame

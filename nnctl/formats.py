@@ -8,6 +8,7 @@ are numbered from 0, as pyarrow numbers them). Parquet needs pyarrow, the option
 from __future__ import annotations
 
 import bisect
+import csv
 import gzip
 import re
 import zlib
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -78,13 +79,35 @@ def columns(path: Path, what: str) -> list[str]:
         names = list(_parquet_file(path, what).schema_arrow.names)
         repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
     else:
-        with csv_errors(path, what):
-            names = [str(c) for c in pd.read_csv(path, nrows=0, **CSV_OPTIONS).columns]
-            raw = list(pd.read_csv(path, header=None, nrows=1, dtype=str, **CSV_OPTIONS).iloc[0])
-        repeated = next((n for i, n in enumerate(raw) if isinstance(n, str) and n in raw[:i]), None)
+        with csv_errors(path, what), _open_csv(path) as file:
+            names = csv_header(file, path, what)
+        repeated = repeated_name(names)
     if repeated is not None:
         raise DataError(f"{what}: {path} has a repeated column name: {repeated!r}; expected unique names")
     return names
+
+
+def _open_csv(path: Path) -> IO[str]:
+    """The file as text (gunzipped for .csv.gz); the caller's `with` closes it."""
+    if file_format(path) == "csv.gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")  # noqa: SIM115
+    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+
+
+def csv_header(file: IO[str], path: Path, what: str) -> list[str]:
+    """The header line's names as written (pandas would rename a repeated `a` to `a.1`, an empty one to
+    `Unnamed: i`: the same names here, so they match the parsed columns)."""
+    try:
+        raw = next(csv.reader(file, skipinitialspace=True))
+    except StopIteration:
+        raise DataError(f"{what}: {path} is empty; expected a header line and at least one row") from None
+    return [name if name else f"Unnamed: {i}" for i, name in enumerate(raw)]
+
+
+def repeated_name(names: list[str]) -> str | None:
+    """The first name that appears twice, if any."""
+    seen: set[str] = set()
+    return next((name for name in names if name in seen or seen.add(name)), None)  # type: ignore[func-returns-value]
 
 
 def csv_chunks(path: Path, names: list[str], what: str, chunk_rows: int | None = None) -> Iterator[Chunk]:

@@ -82,8 +82,10 @@ def load_file(
     formats.check_file(path, what)
     if not path.is_file():  # a pipe: it can be read only once, so whole, and never cached
         return _load_stream(path, targets, features, dtype, what, missing_ok)
+    # The columns as resolved (not as asked for): a config naming them and one leaving them to the file share
+    # one cache entry (a resumed run's config.yaml names them).
+    features = resolve_features(formats.columns(path, what), str(path), targets, features)
     if cache is None:
-        features = resolve_features(formats.columns(path, what), str(path), targets, features)
         sink = MemorySink(formats.count_rows(path, what), len(features), dtype)
         parsed = _parse(path, features, targets, what, sink, chunk_rows, missing_ok)
         return LoadedFile(path, sink.finish(), decode_targets(parsed), features, formats.row_text(path, what))
@@ -92,7 +94,6 @@ def load_file(
         sha = file_sha256(path, cache / MEMO)
     except OSError as exc:
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
-    # The key holds the columns as asked for (None: all but the targets), so a hit needs not even the header.
     key = entry_key(sha, features, targets, dtype, missing_ok)
     try:
         entry = lookup(cache, key) or _build(
@@ -107,7 +108,7 @@ def load_file(
 def _build(
     path: Path,
     targets: list[str],
-    features: list[str] | None,
+    features: list[str],
     dtype: Any,
     what: str,
     cache: Path,
@@ -116,8 +117,8 @@ def _build(
     stamp: tuple[int, ...],
     missing_ok: bool = False,
 ) -> Entry:
-    """Parse the file into a new cache entry and open it."""
-    resolved = resolve_features(formats.columns(path, what), str(path), targets, features)
+    """Parse the file into a new cache entry (`features` resolved) and open it."""
+    resolved = features
     meta = {
         "source": str(path.resolve()),
         "size": path.stat().st_size,

@@ -248,3 +248,11 @@ def test_a_file_that_changes_while_it_is_read_files_nothing(
     with pytest.raises(DataError, match=r"train.csv changed while it was being read; run again once it is written"):
         load_file(path, ["label"], None, np.float32, "data.train", root, chunk_rows=10)
     assert cache.entries(root) == []
+
+
+def test_features_named_or_left_to_the_file_share_one_entry(tmp_path: Path, root: Path) -> None:
+    """A resumed run's config.yaml names its features; it must find the entry its first run made."""
+    path = write_csv(tmp_path / "train.csv", 50, seed=1)
+    first = load_file(path, ["label"], None, np.float32, "data.train", root)
+    named = load_file(path, ["label"], ["a", "b", "c"], np.float32, "data.train", root)
+    assert named.entry == first.entry and len([p for p in root.iterdir() if len(p.name) == 64]) == 1

@@ -233,3 +233,23 @@ def test_input_statistics_in_blocks(dtype: type) -> None:
         view.state["std"][0, :2], x64.std(axis=0)[:2], rtol=1e-12 if dtype == np.float64 else 1e-6
     )
     assert view.state["std"][0, 2] == 1.0
+
+
+def test_a_pipe_with_a_repeated_column_name_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from nnctl.errors import DataError
+    from nnctl.loading import read_table
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        fifo.write_text("x,x,y\n1,2,3\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with pytest.raises(DataError, match="repeated column name: 'x'"):
+        read_table(fifo, "DATA")
+    writer.join(timeout=10)
