@@ -351,9 +351,20 @@ def _list_item(node: list, part: str, key: str, where: str) -> Any:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, override and validate a config file; data paths become absolute, relative to the file."""
+    raw, touched = read_config(path, overrides)
+    return resolve_config(raw, path, touched)
+
+
+def read_config(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], set[str]]:
+    """A config file as written with the overrides applied, not validated, and the dotted keys they set."""
+    raw = read_yaml(Path(path))
+    return raw, apply_overrides(raw, list(overrides or []), Path(path))
+
+
+def resolve_config(raw: dict[str, Any], path: str | Path, touched: Collection[str] = frozenset()) -> Config:
+    """The validated config of `raw`, read from the file at `path` (`read_config`): data paths absolute, relative
+    to the file; the file's name when it names no run. `raw` itself is left as it is."""
     path = Path(path)
-    raw = read_yaml(path)
-    touched = apply_overrides(raw, list(overrides or []), path)
     config = validate_config(raw, path, touched)
     absolute_data_paths(config, path.resolve().parent, path)
     if config.name is None:

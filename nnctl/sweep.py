@@ -21,7 +21,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nnctl.config import Config, absolute_data_paths, apply_overrides, load_config, registered, validate_config
+from nnctl.config import (
+    Config,
+    absolute_data_paths,
+    apply_overrides,
+    load_config,
+    read_config,
+    registered,
+    resolve_config,
+    validate_config,
+)
 from nnctl.errors import ConfigError, DivergenceError, NnctlError
 from nnctl.experiment import LoadedData, build_for_data, read_data
 from nnctl.network import Network
@@ -30,7 +39,6 @@ from nnctl.seeds import streams
 from nnctl.sweepconfig import Distribution, SweepConfig, Trial, normalized, trials, yaml_text
 from nnctl.task import Task
 from nnctl.train import Callback, Trainer, TrainingState
-from nnctl.yamlfile import read_yaml
 
 FINISHED = ("epochs", "early_stopping", "tolerance")  # how a run that ran to its end stopped
 MAX_PROBLEMS_SHOWN = 3
@@ -94,11 +102,10 @@ def data_key(config: Config) -> str:
 def plan_sweep(path: Path, overrides: list[str]) -> SweepPlan:
     """Read a config with a sweep section and validate the whole sweep: its keys, every point's config and
     network against the data (read once). Nothing is written; any problem is a ConfigError naming the trial."""
-    config = load_config(path, overrides)
+    raw, touched = read_config(path, overrides)
+    config = resolve_config(raw, path, touched)
     if config.sweep is None:
         raise ConfigError(f"{path}: has no sweep: section; add one to sweep (docs/reference.md#sweeps)")
-    raw = read_yaml(path)
-    apply_overrides(raw, overrides, path)
     return make_plan(path, config, raw)
 
 
