@@ -4,6 +4,8 @@ For each size (default 1,000,000 and 5,000,000 rows × 50 numeric columns and a 
 format (CSV, Parquet) and each dtype (float32, float64), every measurement runs in a fresh subprocess:
 
 - `bare`: pandas.read_csv (CSV) or pyarrow.parquet.read_table (Parquet) of the whole file: the yardstick.
+  It does not depend on the dtype, so it is measured once per file (`--repeats` times, interleaved with the
+  file's sha256, the first thing a first run does) and the same median is shown in both dtypes' rows.
 - `first`: `nnctl train`'s path with an empty data cache: nnctl.experiment.load_data (hash, chunked
   parse into the cache entry, memory-map it), the input layer's statistics, one epoch (50-32-4, batch 128).
 - `cached`: the same again: the entry is found and memory-mapped (the file's hash is remembered).
@@ -219,12 +221,34 @@ def measure(task: str, path: Path, dtype: str, cache: Path) -> dict[str, Any]:
     return out
 
 
-def bench_one(path: Path, rows: int, columns: int, dtype: str, cache: Path, repeats: int) -> dict[str, Any]:
-    """Every task on one file and dtype: bare read, first run (empty cache), cached runs, in-memory runs."""
-    shutil.rmtree(cache, ignore_errors=True)
-    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "first": [], "cached": [], "memory": []}
+def bench_file(path: Path, cache: Path, repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """What does not depend on the dtype: the bare read of the file, and its sha256."""
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "sha256": []}
     for _ in range(repeats):
-        runs["bare"].append(measure("bare", path, dtype, cache))
+        runs["bare"].append(measure("bare", path, "float64", cache))
+        runs["sha256"].append(measure("sha256", path, "float64", cache))
+    size = path.stat().st_size
+    seconds = statistics.median(r["seconds"] for r in runs["sha256"])
+    print(
+        f"  {path.name}: sha256 of {size / 1e6:,.0f} MB in {seconds:.2f} s ({size / seconds / 1e9:.1f} GB/s)",
+        file=sys.stderr,
+    )
+    return runs
+
+
+def bench_one(
+    path: Path,
+    rows: int,
+    columns: int,
+    dtype: str,
+    cache: Path,
+    repeats: int,
+    file_runs: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Every task on one file and dtype: first run (empty cache), cached runs, in-memory runs; the bare read and the
+    sha256 come from `file_runs` (bench_file), measured once for both dtypes."""
+    shutil.rmtree(cache, ignore_errors=True)
+    runs: dict[str, list[dict[str, Any]]] = {**file_runs, "first": [], "cached": [], "memory": []}
     runs["first"].append(measure("first", path, dtype, cache))
     for _ in range(repeats):
         runs["cached"].append(measure("cached", path, dtype, cache))
@@ -244,6 +268,7 @@ def bench_one(path: Path, rows: int, columns: int, dtype: str, cache: Path, repe
         "file_mb": path.stat().st_size / 1e6,
         "matrix_mb": matrix / 1e6,
         "bare": median("bare", "seconds"),
+        "sha256_seconds": median("sha256", "seconds"),
         "first_load": runs["first"][0]["load_seconds"],
         "cached_load": median("cached", "load_seconds"),
         "memory_load": median("memory", "load_seconds"),
@@ -316,8 +341,11 @@ def main(argv: list[str] | None = None) -> None:
                 if not files["parquet"].exists():
                     to_parquet(csv, files["parquet"])
             for fmt in args.formats:
+                file_runs = bench_file(files[fmt], folder / "cache", repeats)
                 for dtype in args.dtypes:
-                    results.append(bench_one(files[fmt], rows, args.columns, dtype, folder / "cache", repeats))
+                    results.append(
+                        bench_one(files[fmt], rows, args.columns, dtype, folder / "cache", repeats, file_runs)
+                    )
                     print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
             if args.keep is None:
                 for path in files.values():
