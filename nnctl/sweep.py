@@ -52,7 +52,8 @@ class SweepPlan:
     config: Config  # resolved; its sweep section too (metric, goal, seeds filled in)
     source: dict[str, Any]  # as written, --set applied, data paths absolute, no sweep section
     trials: list[Trial]
-    data: dict[str, LoadedData] = field(default_factory=dict)  # loaded while validating, by data_key
+    data: DataCache = field(default_factory=lambda: DataCache())  # read while validating (the Ray backend's)
+    data_keys: dict[int, str] = field(default_factory=dict)  # each point's data_key
     costs: dict[int, float] = field(default_factory=dict)  # each point's estimated work (`work`)
 
     @property
@@ -96,6 +97,23 @@ def data_key(config: Config) -> str:
     return json.dumps({"data": data, "dtype": config.dtype, "objective": config.objective.kind}, sort_keys=True)
 
 
+class DataCache:
+    """Loaded data by data_key, each read once: shared by every trial a worker runs (and the sweep's validation)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, LoadedData] = {}
+
+    def load(self, config: Config, key: str | None = None) -> LoadedData:
+        """The config's data (`key`: its data_key, when known)."""
+        key = data_key(config) if key is None else key
+        if key not in self.loaded:
+            self.loaded[key] = read_data(config)
+        return self.loaded[key]
+
+    def clear(self) -> None:
+        self.loaded.clear()
+
+
 # ----------------------------------------------------------------------------- the plan, validated
 
 
@@ -119,7 +137,7 @@ def make_plan(path: Path, config: Config, raw: dict[str, Any]) -> SweepPlan:
     resolve_sweep(config, path)
     plan = SweepPlan(path, config, source, trials(config.sweep, config.seed))  # type: ignore[arg-type]
     check_keys(plan)
-    plan.data = check_trials(plan)
+    check_trials(plan)
     return plan
 
 
@@ -170,27 +188,24 @@ def check_keys(plan: SweepPlan) -> None:
                     raise ConfigError(f"{plan.path}: sweep.parameters.{key}: {problem}") from None
 
 
-def check_trials(plan: SweepPlan) -> dict[str, LoadedData]:
-    """Build every point's config and network against the data (read once per data_key); errors name the trial.
-    Each point's work is estimated on the way (`plan.costs`)."""
-    loaded: dict[str, LoadedData] = {}
+def check_trials(plan: SweepPlan) -> None:
+    """Build every point's config and network against the data (read once per data_key, into `plan.data`);
+    errors name the trial. Each point's data_key (`plan.data_keys`) and work (`plan.costs`) are recorded."""
     problems: list[str] = []
     firsts = {trial.point: trial for trial in reversed(plan.trials)}  # a point's first trial (seeds don't matter)
     for trial in sorted(firsts.values(), key=lambda t: t.number):
         try:
             config = plan.trial_config(trial)
-            key = data_key(config)
-            if key not in loaded:
-                loaded[key] = read_data(config)
-            network = build_for_data(config, loaded[key].encoding, streams(config.seed)["init"])
-            plan.costs[trial.point] = work(config, network, len(loaded[key].train))
+            plan.data_keys[trial.point] = key = data_key(config)
+            loaded = plan.data.load(config, key)
+            network = build_for_data(config, loaded.encoding, streams(config.seed)["init"])
+            plan.costs[trial.point] = work(config, network, len(loaded.train))
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:
         shown = "\n".join(problems[:MAX_PROBLEMS_SHOWN])
         more = len(problems) - MAX_PROBLEMS_SHOWN
         raise ConfigError(shown + (f"\n(and {more} more trial(s) with problems)" if more > 0 else ""))
-    return loaded
 
 
 def work(config: Config, network: Network, rows: int) -> float:
@@ -310,19 +325,6 @@ def _train(task: TrialTask, load: Callable[[Config], LoadedData], callback: Tria
     except Exception as exc:  # an nnctl bug, or a resource running out: this trial fails, the others go on
         return TrialOutcome(number, "failed", f"internal error: {type(exc).__name__}: {exc}")
     return TrialOutcome(number, "finished" if result.status in FINISHED else "interrupted")
-
-
-class DataCache:
-    """A worker's loaded data, by data_key: read once, shared by every trial the worker runs."""
-
-    def __init__(self) -> None:
-        self.loaded: dict[str, LoadedData] = {}
-
-    def load(self, config: Config) -> LoadedData:
-        key = data_key(config)
-        if key not in self.loaded:
-            self.loaded[key] = read_data(config)
-        return self.loaded[key]
 
 
 # ----------------------------------------------------------------------------- results

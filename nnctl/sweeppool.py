@@ -120,6 +120,7 @@ class LocalBackend:
             self._stop.set()
 
     def run(self, tasks: list[TrialTask], runner: Any) -> None:
+        runner.plan.data.clear()  # the data the sweep's validation read: each worker reads its own
         context = _context()
         self._stop = context.Event()
         if self.stopping:

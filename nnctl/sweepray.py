@@ -22,11 +22,11 @@ from typing import Any
 
 from nnctl.config import absolute_data_paths, relative_data_paths
 from nnctl.errors import NnctlError
-from nnctl.experiment import LoadedData, read_data
+from nnctl.experiment import LoadedData
 from nnctl.files import atomic_write
 from nnctl.run import CONFIG_YAML
 from nnctl.rundir import LOCK
-from nnctl.sweep import TrialOutcome, TrialTask, data_key, run_trial, trial_config
+from nnctl.sweep import TrialOutcome, TrialTask, run_trial
 from nnctl.threads import available_cores, blas_threads
 from nnctl.yamlfile import dump_yaml, parse_yaml
 
@@ -148,11 +148,13 @@ class RayBackend:
         remote = ray.remote(ray_trial).options(num_cpus=self.cpus, max_retries=0)
         data_refs: dict[str, Any] = {}
         pending: dict[Any, TrialTask] = {}
+        plan = runner.plan
         for task in tasks:
-            config = trial_config(task.source, task.trial, task.label)
-            key = data_key(config)
+            key = plan.data_keys[task.trial.point]
             if key not in data_refs:  # sent to the object store once, whatever the number of trials
-                data_refs[key] = ray.put(runner.plan.data.get(key) or read_data(config))
+                # as the sweep's validation read them (read again if a local run of this plan freed them)
+                loaded = plan.data.loaded.get(key) or plan.data.load(plan.trial_config(task.trial), key)
+                data_refs[key] = ray.put(loaded)
             files = _files(task)
             pending[remote.remote(task, data_refs[key], files, board, self.threads)] = task
         self._wait(pending, board, runner)

@@ -247,6 +247,20 @@ def test_the_trials_with_the_most_work_start_first(project: Path) -> None:
     assert longer.costs[0] == 10 * plan.costs[0]  # work scales with the epochs
 
 
+def test_the_data_are_read_once_and_the_local_backend_keeps_no_copy_of_them(project: Path) -> None:
+    """Validation reads each distinct data once and records each point's data_key; the local backend's workers
+    read their own, so the sweep process lets go of its copy."""
+    from nnctl.sweep import plan_sweep
+    from nnctl.sweeppool import LocalBackend
+    from nnctl.sweeprun import run_sweep
+
+    plan = plan_sweep(Path("grid.yaml"), [])
+    assert sorted(plan.data_keys) == [0, 1, 2, 3] and len(set(plan.data_keys.values())) == 1
+    assert list(plan.data.loaded) == [plan.data_keys[0]]
+    result = run_sweep(plan, LocalBackend(workers=2, threads=1), out=project / "s")
+    assert result.exit_code == 0 and not plan.data.loaded
+
+
 def test_nnctl_train_on_a_sweep_config_trains_the_base_config(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
