@@ -52,14 +52,6 @@ class Encoding:
     def n_outputs(self) -> int:
         return len(self.classes) if objective_class(self.objective).targets == "classes" else len(self.targets)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": self.features,
-            "targets": self.targets,
-            "objective": self.objective,
-            "classes": self.classes,
-        }
-
 
 class Dataset:
     """Arrays ready for a network: X (N, D), Y (N, K) in the model's encoding.
@@ -167,12 +159,7 @@ def feature_matrix(
     _require_columns(frame, features, path, key)
     X = np.empty((len(frame), len(features)), dtype=dtype) if out is None else out
     for j, column in enumerate(features):
-        numeric_column(frame[column], column, path, X[:, j], at, missing_ok=missing_ok, key=key)
-    finite = ~np.isinf(X) if missing_ok else np.isfinite(X)
-    if not finite.all():
-        row, col = np.argwhere(~finite)[0]
-        name = features[col]
-        raise not_finite(frame[name].iloc[row], f"{path}: column {name!r}, {at(row)}", X.dtype, key)
+        numeric_column(frame[column], column, path, X[:, j], at, finite=True, missing_ok=missing_ok, key=key)
     return X
 
 
@@ -245,44 +232,32 @@ def infer_encoding(
     objective: str,
     at: RowText = csv_row,
 ) -> Encoding:
-    """Decide feature columns and classes from the training file (the target rules of docs/reference.md#config)."""
-    _require_columns(frame, targets, path, "data.target")
+    """Decide feature columns and classes from the training file (the target rules of docs/reference.md#config);
+    the targets' values are checked when `encode_targets` encodes them."""
     if features is None:
-        features = [str(c) for c in frame.columns if c not in targets]
-        if not features:
-            raise DataError(f"data.features: {path} has no columns besides the target(s) {targets}")
+        features = resolve_features([str(c) for c in frame.columns], path, targets, features)
+    _require_columns(frame, targets, path, "data.target")
     encoding = Encoding(features=list(features), targets=list(targets), objective=objective)
     task = encoding.task
-    if task.targets == "classes":
-        if len(targets) != 1:
-            raise DataError(
-                f"data.target: {objective} takes one column of class labels, got {len(targets)} columns {targets}"
-            )
-        column = _labels(frame, targets[0], path, at)
-        encoding.classes = _sorted_classes(column.unique())
-        if len(encoding.classes) < 2:
-            raise DataError(
-                f"{path}: column {targets[0]!r} has only one class ({encoding.classes[0]!r}); need at least 2"
-            )
-    elif task.targets == "binary":
-        if not task.multilabel:
-            column = _labels(frame, targets[0], path, at)
-            classes = _sorted_classes(column.unique())
-            if set(classes) <= {0, 1} and all(not isinstance(c, str) for c in classes):
-                classes = [0, 1]
-            if len(classes) != 2:
-                raise DataError(
-                    f"data.target: {objective} needs two classes in column {targets[0]!r} of {path}, "
-                    f"found {shorten_list(classes, 'classes')}; for more classes use cross_entropy and softmax"
-                )
-            encoding.classes = classes
-        else:
-            for name in targets:
-                _check_binary(frame[name], name, path, at)
-    else:
-        for name in targets:
-            feature_matrix(frame, [name], path, key="data.target", at=at)  # numeric, finite
+    if task.targets == "classes" or (task.targets == "binary" and not task.multilabel):
+        encoding.classes = _classes(_labels(frame, targets[0], path, at), path, objective, task.targets == "binary")
     return encoding
+
+
+def _classes(column: pd.Series, path: str, objective: str, binary: bool) -> list[Any]:
+    """The sorted classes of a label column: two for a binary objective (0/1 whenever the labels are), at least two
+    otherwise."""
+    classes = _sorted_classes(column.unique())
+    if binary and set(classes) <= {0, 1} and all(not isinstance(c, str) for c in classes):
+        classes = [0, 1]
+    if binary and len(classes) != 2:
+        raise DataError(
+            f"data.target: {objective} needs two classes in column {column.name!r} of {path}, "
+            f"found {shorten_list(classes, 'classes')}; for more classes use cross_entropy and softmax"
+        )
+    if len(classes) < 2:
+        raise DataError(f"{path}: column {column.name!r} has only one class ({classes[0]!r}); need at least 2")
+    return classes
 
 
 def _labels(frame: pd.DataFrame, column: str, path: str, at: RowText = csv_row) -> pd.Series:
