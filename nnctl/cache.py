@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.files import atomic_write, file_sha256
+from nnctl.files import atomic_write, file_sha256, npz_bytes
 
 __all__ = ["Entry", "EntryWriter", "cache_dir", "clear", "entries", "entry_key", "file_sha256", "lookup", "open_entry"]
 
@@ -180,9 +180,7 @@ class EntryWriter:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        buffer = io.BytesIO()
-        np.savez(buffer, **targets)  # type: ignore[arg-type]
-        packed = buffer.getvalue()
+        packed = npz_bytes(targets)
         atomic_write(self.tmp / "targets.npz", packed)
         meta = {
             **self.meta,
