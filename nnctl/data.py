@@ -120,6 +120,11 @@ def read_csv(path: str | Path, what: str = "data") -> pd.DataFrame:
 NA_SPELLINGS = {"nan", "-nan", "na", "n/a", "null", "none", "#n/a", "<na>"}
 
 
+def spelled_missing(values: pd.Series) -> pd.Series:
+    """Cells that spell a missing value (`NA`, `null`, …, any case and spacing): missing in a feature column."""
+    return values.astype(str).str.strip().str.lower().isin(NA_SPELLINGS) & values.notna()
+
+
 def _shown(value: Any) -> str:
     """A cell as the message shows it: `1e+39`, `'abc'`, not `np.float64(1e+39)`; never more than a line."""
     return shorten(value.item() if isinstance(value, np.generic) else value)
@@ -192,7 +197,7 @@ def numeric_column(
         numeric = pd.to_numeric(values, errors="coerce")
         bad = numeric.isna() & values.notna()
         if missing_ok and bad.any():
-            bad &= ~values.astype(str).str.strip().str.lower().isin(NA_SPELLINGS)
+            bad &= ~spelled_missing(values)
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             found = values.iloc[row]

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from nnctl.data import NA_SPELLINGS, read_csv
+from nnctl.data import read_csv, spelled_missing
 from nnctl.errors import DataError
-from nnctl.tabular import ID_NAMES
+from nnctl.tabular import ID_MIN_ROWS, ID_NAMES, distinct_integers
 
 MAX_CLASSES_AS_INTEGERS = 20  # integer targets with at most this many distinct values are read as classes
 
@@ -67,7 +67,7 @@ def plan(frame: pd.DataFrame, target: str, source: str) -> Plan:
 
 def _place(values: pd.Series, name: str, result: Plan) -> None:
     """A feature, an identifier left out, or a text column (categorical, or left out with a reason)."""
-    spelled = values.astype(str).str.strip().str.lower().isin(NA_SPELLINGS) & values.notna()
+    spelled = spelled_missing(values)
     if spelled.any():  # `NA`, `null`, … are missing values in a feature column, as training reads them
         values = values.where(~spelled)
         coerced = pd.to_numeric(values, errors="coerce")
@@ -77,25 +77,14 @@ def _place(values: pd.Series, name: str, result: Plan) -> None:
     if ID_NAMES.search(name):
         result.left_out[name] = "its name says it is an identifier"
         return
-    if numeric and len(values) > 20 and values.notna().all() and values.is_unique and (values == values.round()).all():
+    if numeric and len(values) > ID_MIN_ROWS and distinct_integers(values.to_numpy()):  # as training warns
         result.left_out[name] = "a different whole number in every row: an identifier, not a measurement"
         return
     if not numeric:
-        if categorical_supported():
-            result.categorical.append(name)
-        else:
-            result.left_out[name] = "holds text; nnctl needs numbers: encode it as numbers to use it"
-            return
+        result.categorical.append(name)
     if values.isna().any():
         result.missing.append(name)
     result.features.append(name)
-
-
-def categorical_supported() -> bool:
-    """True once `data.categorical` exists in the config schema."""
-    from nnctl.config import DataConfig
-
-    return "categorical" in DataConfig.model_fields
 
 
 def sizes(rows: int) -> dict[str, Any]:
@@ -171,14 +160,10 @@ def _tabular_lines(decided: Plan) -> list[str]:
             "  categorical:   # text columns, one-hot encoded",
             *[f"    - {_scalar(c)}" for c in decided.categorical],
         ]
-    if decided.missing and categorical_supported():
+    if decided.missing:
         gaps = ", ".join(decided.missing[:5]) + (", …" if len(decided.missing) > 5 else "")
         lines += [
             f"  missing: median   # gaps in {gaps}: a number gets the training rows' median, text a category of its own"
-        ]
-    elif decided.missing:
-        lines += [
-            f"  # fix before training: {', '.join(decided.missing[:5])} have missing values (nnctl needs every cell)"
         ]
     return lines
 

@@ -134,11 +134,6 @@ class Preprocessing:
     def allow_missing(self) -> bool:
         return self.missing != "error"
 
-    @property
-    def identity(self) -> bool:
-        """True when encoding changes nothing numeric columns hold (no categorical columns, no filling)."""
-        return not self.categorical and not self.allow_missing
-
     def encode(
         self, X: np.ndarray, side: pd.DataFrame, source: str, at: RowText = csv_row
     ) -> tuple[np.ndarray, list[str]]:
@@ -299,7 +294,7 @@ def identifier_warnings(X: np.ndarray, numeric: list[str], categorical: list[str
     for j, name in enumerate(numeric):
         if ID_NAMES.search(name):
             found[name] = "its name says it is an identifier"
-        elif len(X) > ID_MIN_ROWS and _distinct_integers(X[:, j]):
+        elif len(X) > ID_MIN_ROWS and distinct_integers(X[:, j]):
             found[name] = "a different whole number in every row"
     found.update({name: "its name says it is an identifier" for name in categorical if ID_NAMES.search(name)})
     return [
@@ -309,7 +304,7 @@ def identifier_warnings(X: np.ndarray, numeric: list[str], categorical: list[str
     ]
 
 
-def _distinct_integers(column: np.ndarray) -> bool:
+def distinct_integers(column: np.ndarray) -> bool:
     head = np.asarray(column[:1000], dtype=np.float64)
     if not (np.isfinite(head).all() and (head == np.round(head)).all() and len(np.unique(head)) == len(head)):
         return False  # the first rows already say no: the whole column is not read

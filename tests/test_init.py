@@ -11,8 +11,6 @@ import pytest
 import yaml
 from helpers import run_cli
 
-from nnctl.init import categorical_supported
-
 DATA = Path(__file__).resolve().parent.parent / "data"
 EXAMPLES = {
     "breast_cancer_train.csv": "diagnosis",
@@ -96,10 +94,7 @@ def test_unique_integers_are_left_out_and_text_columns_handled(
     config = init_and_train(tmp_path, capsys, tmp_path / "mine.csv", "y")
     text = (tmp_path / "configs" / "starter.yaml").read_text()
     assert "# left out: serial: a different whole number in every row" in text
-    if categorical_supported():
-        assert config["data"]["categorical"] == ["colour"]
-    else:
-        assert "# left out: colour: holds text" in text and config["data"]["features"] == ["size"]
+    assert config["data"]["categorical"] == ["colour"]
 
 
 def test_init_never_overwrites_and_names_a_wrong_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
