@@ -7,7 +7,6 @@ for the checkpoint and this record alike.
 
 from __future__ import annotations
 
-import csv
 import os
 import platform
 import sys
@@ -20,23 +19,15 @@ from nnctl import __version__, formats
 from nnctl.files import file_sha256
 
 
-def header_columns(path: str | Path) -> int:
-    """The number of columns in a data file's header (read alone: the data rows are not read again); for a
-    .csv.gz or .parquet file, as nnctl.formats reads its header."""
-    if formats.file_format(path) != "csv":
-        return len(formats.columns(Path(path), "data"))
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        return len(next(csv.reader(f), []))
-
-
 def data_file(path: str | Path, sha256: str | None, rows: int) -> dict[str, Any]:
-    """One data file's record: path, sha256 (`file_sha256`'s), the rows nnctl read from it, its columns, its size."""
+    """One data file's record: path, sha256 (hashed where the data were read), the rows nnctl read from it, its
+    columns (the header alone is read again), its size."""
     path = Path(path)
     return {
         "path": str(path),
-        "sha256": sha256 if sha256 is not None else file_sha256(path),
+        "sha256": sha256,
         "rows": int(rows),
-        "columns": header_columns(path),
+        "columns": len(formats.columns(path, "data")),
         "bytes": path.stat().st_size,
     }
 
