@@ -1,7 +1,9 @@
-"""Values as table cells: short numbers, and user text that rich never reads as markup (light: no numpy)."""
+"""Values as the CLI shows them: table cells, user text that rich never reads as markup, JSON numbers (light: no numpy,
+so `nnctl --help` can import it)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.text import Text
@@ -19,3 +21,14 @@ def fmt(value: Any) -> str:
 def plain(value: Any) -> Text:
     """User text (paths, labels, names) as it is: never read as rich markup."""
     return Text(str(value))
+
+
+def finite(value: Any) -> Any:
+    """NaN and ±inf as None, through dicts and lists: JSON has no NaN (model.json, test_metrics.json, --json)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import shlex
 import signal
 import sys
@@ -22,6 +21,7 @@ import typer
 from rich.console import Console
 
 from nnctl import __version__
+from nnctl.cells import finite
 from nnctl.errors import DivergenceError, NnctlError
 from nnctl.interrupt import Interrupted
 
@@ -66,23 +66,18 @@ def _print_json(value: Any) -> None:
 
 def to_json(value: Any, indent: str = "") -> str:
     """Indented JSON whose innermost lists stay on one line, so a large matrix grows by its size, not 10× that."""
-    value = _finite(value)
+    return _indented(finite(value), indent)
+
+
+def _indented(value: Any, indent: str) -> str:
     if isinstance(value, dict) and value:
         inner = indent + "  "
-        items = [f"{inner}{json.dumps(str(k))}: {to_json(v, inner)}" for k, v in value.items()]
+        items = [f"{inner}{json.dumps(str(k))}: {_indented(v, inner)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + indent + "}"
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         inner = indent + "  "
-        return "[\n" + ",\n".join(inner + to_json(v, inner) for v in value) + "\n" + indent + "]"
+        return "[\n" + ",\n".join(inner + _indented(v, inner) for v in value) + "\n" + indent + "]"
     return json.dumps(value, default=str, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _argv(ctx: typer.Context) -> list[str]:

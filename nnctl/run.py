@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from nnctl import __version__
+from nnctl.cells import finite
 from nnctl.checkpoint import save_checkpoint
 from nnctl.config import Config, NamedSpec, registered, relative_data_paths, validate_config
 from nnctl.data import Encoding, encode_targets
@@ -311,7 +312,7 @@ class RunWriter:
 
     def save_test(self, scores: dict[str, Any]) -> None:
         """test_metrics.json (non-finite numbers as null, so it is plain JSON)."""
-        text = json.dumps(_finite(scores), indent=2) + "\n"
+        text = json.dumps(finite(scores), indent=2) + "\n"
         self._write(lambda path: atomic_write(path / TEST_METRICS_JSON, text.encode()))
 
     def _extra(self, state: TrainingState) -> dict[str, Any]:
@@ -323,17 +324,6 @@ class RunWriter:
             write(self.directory.path)
         except OSError as exc:
             raise RunError(f"{self.directory.final}: cannot write the run directory: {exc.strerror or exc}") from None
-
-
-def _finite(value: Any) -> Any:
-    """NaN and ±inf as None, through dicts and lists."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def model_status(state: TrainingState) -> dict[str, Any]:
