@@ -29,7 +29,7 @@ from nnctl.loading import encode_raw, load_data, read_files, read_test, split_of
 from nnctl.network import Network, build_network
 from nnctl.optimizers import OPTIMIZERS, Optimizer
 from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter, model_outputs, report
-from nnctl.rundir import RunDirectory, is_run
+from nnctl.rundir import RunDirectory, check_new
 from nnctl.schema import shorten_list
 from nnctl.seeds import streams
 from nnctl.train import Callback, Trainer, TrainingState
@@ -313,16 +313,7 @@ def score_test(setup: Setup, epoch: int) -> dict[str, Any]:
 
 def preflight(config: Config, out: str | Path | None, force: bool) -> None:
     """Before loading data: `--out` into an existing run without --force, or into a file, is an error."""
-    path = run_directory(config, out)
-    try:
-        exists = path.exists()
-    except OSError as exc:  # a name longer than the file system allows
-        raise RunError(f"{path}: cannot create the run directory: {exc.strerror or exc}") from None
-    if exists and not path.is_dir():
-        raise RunError(f"{path}: is a file, not a run directory; choose another directory with --out")
-    if out is not None and not force and path.is_dir() and any(path.iterdir()):
-        what = "a run already exists here" if is_run(path) else "the directory is not empty"
-        raise RunError(f"{path}: {what}; pass --force to replace a run, or choose another --out")
+    check_new(run_directory(config, out), out is not None, force)
 
 
 def data_fingerprint(config: Config) -> dict[str, str | None]:

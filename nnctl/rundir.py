@@ -17,6 +17,7 @@ import errno
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -34,6 +35,25 @@ def is_run(path: Path) -> bool:
 
 def _is_empty(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
+
+
+def occupied_by_run(path: Path) -> str:
+    """What `check_new` says of a directory that holds something, and how to go on."""
+    what = "a run already exists here" if is_run(path) else "the directory is not empty"
+    return f"{what}; pass --force to replace a run"
+
+
+def check_new(base: Path, exact: bool, force: bool, occupied: Callable[[Path], str] = occupied_by_run) -> None:
+    """`base` can take a new run (or sweep): it is no file, and with `exact` (`--out`) and no `force` it is empty
+    (or not there); a directory holding something is described by `occupied`."""
+    try:
+        exists = base.exists()
+    except OSError as exc:  # a name longer than the file system allows
+        raise _os_error(base, exc, "create the run directory") from None
+    if exists and not base.is_dir():
+        raise RunError(f"{base}: is a file, not a run directory; choose another directory with --out")
+    if exact and not force and exists and not _is_empty(base):
+        raise RunError(f"{base}: {occupied(base)}, or choose another --out")
 
 
 def _os_error(path: Path, exc: OSError, doing: str) -> RunError:
@@ -55,19 +75,23 @@ class RunDirectory:
         """Lock a run that is already there (`--resume`)."""
         if not path.is_dir() or not is_run(path):
             raise RunError(f"{path}: cannot resume: no checkpoint in this directory (is it a run directory?)")
+        return cls.locked(path, command)
+
+    @classmethod
+    def locked(cls, path: Path, command: str = "") -> RunDirectory:
+        """Lock a directory that is already there, whatever it holds (the caller knows what it is)."""
         return cls(path, None, _lock(path, command))
 
     @classmethod
-    def new(cls, base: Path, exact: bool, force: bool, command: str = "") -> RunDirectory:
-        """A directory for a new run at `base` (`--out`: `exact`), numbered when `base` holds a run."""
-        if base.exists() and not base.is_dir():
-            raise RunError(f"{base}: is a file, not a run directory; choose another directory with --out")
+    def new(
+        cls, base: Path, exact: bool, force: bool, command: str = "", occupied: Callable[[Path], str] = occupied_by_run
+    ) -> RunDirectory:
+        """A directory for a new run at `base` (`--out`: `exact`), numbered when `base` holds a run; `occupied`
+        describes an `exact` one that holds something (`check_new`)."""
+        check_new(base, exact, force, occupied)
         if force and base.is_dir() and not _is_empty(base):
             return cls._replacing(base, command)
         if exact:
-            if base.is_dir() and not _is_empty(base):
-                what = "a run already exists here" if is_run(base) else "the directory is not empty"
-                raise RunError(f"{base}: {what}; pass --force to replace a run, or choose another --out")
             return cls(base, None, _lock(_make(base, exist_ok=True), command))
         for n in range(1, 10_000):
             candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")

@@ -17,7 +17,7 @@ from nnctl.config import Config, relative_data_paths
 from nnctl.errors import RunError
 from nnctl.files import atomic_write, read_json
 from nnctl.run import HISTORY_CSV, MODEL_JSON
-from nnctl.rundir import LOCK, RunDirectory
+from nnctl.rundir import RunDirectory
 from nnctl.sweep import FINISHED, SweepPlan
 from nnctl.sweepconfig import Trial, yaml_text
 from nnctl.yamlfile import dump_yaml, parse_yaml, read_yaml
@@ -49,12 +49,7 @@ class SweepDirectory:
         """A new sweep directory (`--out`, or OUTPUT/NAME-sweep numbered), holding sweep.yaml and a trials.csv
         of pending trials once this returns (with --force, in place of the old sweep from then on)."""
         base = out if out is not None else default_directory(plan.config)
-        if out is not None and not force and out.is_dir() and any(out.iterdir()):
-            what = "a sweep already exists here" if (out / SWEEP_YAML).exists() else "the directory is not empty"
-            raise RunError(
-                f"{out}: {what}; pass --force to replace it, --resume {out} to finish it, or choose another --out"
-            )
-        directory = cls(RunDirectory.new(base, out is not None, force, command))
+        directory = cls(RunDirectory.new(base, out is not None, force, command, _occupied))
         try:
             directory.write_config(plan)
             directory.write_trials(plan, {})
@@ -69,8 +64,7 @@ class SweepDirectory:
         """Lock a sweep directory to finish it (`--resume`)."""
         if not (path / SWEEP_YAML).is_file():
             raise RunError(f"{path}: not a sweep directory ({SWEEP_YAML} is missing)")
-        (path / LOCK).touch(exist_ok=True)
-        return cls(RunDirectory.existing(path, command))
+        return cls(RunDirectory.locked(path, command))
 
     def release(self) -> None:
         self.handle.release()
@@ -123,6 +117,12 @@ class SweepDirectory:
             atomic_write(self.path / name, text.encode())
         except OSError as exc:
             raise RunError(f"{self.final}: cannot write {name}: {exc.strerror or exc}") from None
+
+
+def _occupied(path: Path) -> str:
+    """What a sweep's `--out` holds, and how to go on (rundir.check_new)."""
+    what = "a sweep already exists here" if (path / SWEEP_YAML).exists() else "the directory is not empty"
+    return f"{what}; pass --force to replace it, --resume {path} to finish it"
 
 
 def load_source(path: Path) -> dict[str, Any]:
