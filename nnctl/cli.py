@@ -15,7 +15,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ from nnctl import __version__
 from nnctl.cells import finite
 from nnctl.errors import DivergenceError, NnctlError
 from nnctl.interrupt import Interrupted
+
+if TYPE_CHECKING:
+    from nnctl.run import Run
 
 
 def examples(*lines: str) -> str:
@@ -178,10 +181,8 @@ def evaluate(
     from nnctl.loading import read_table
     from nnctl.provenance import is_training_file
     from nnctl.render import evaluation_tables
-    from nnctl.run import load_run
 
-    model = load_run(run)
-    _note_unfinished(model.meta, run)
+    model = _load(run)
     result = model.evaluate(read_table(csv, "DATA"), str(csv), _warn)
     if is_training_file(model.meta, csv):
         err.print(
@@ -211,6 +212,15 @@ def _read_input(csv: Path, read_table: Any) -> Any:
         copy.write(sys.stdin.buffer.read())
         copy.flush()
         return read_table(Path(copy.name), "standard input")
+
+
+def _load(run: Path) -> Run:
+    """The trained model in `run`, after a note on stderr if its training did not finish."""
+    from nnctl.run import load_run
+
+    model = load_run(run)
+    _note_unfinished(model.meta, run)
+    return model
 
 
 def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
@@ -246,10 +256,8 @@ def predict(
     from nnctl.errors import DataError
     from nnctl.files import write_output
     from nnctl.loading import read_table
-    from nnctl.run import load_run
 
-    model = load_run(run)
-    _note_unfinished(model.meta, run)
+    model = _load(run)
     frame = _read_input(csv, read_table)
     predictions = model.predict(frame, str(csv), _warn)
     taken = [c for c in predictions.columns if c in frame.columns]
@@ -415,15 +423,12 @@ def export(
     format_: Annotated[str, typer.Option("--format", metavar="FORMAT", help="File format: onnx.")] = "onnx",
 ) -> None:
     """The trained model as an ONNX file, for onnxruntime and other runtimes (needs the onnx extra)."""
-    from nnctl.run import load_run
-
     if format_ != "onnx":
         raise typer.BadParameter(f"unknown format {format_!r}; expected onnx", param_hint="--format")
     from nnctl.export import export_run  # raises a one-line error naming the install command without onnx
 
-    model = load_run(run)
+    model = _load(run)
     path = output if output is not None else run / "model.onnx"
-    _note_unfinished(model.meta, run)
     signature = export_run(model, path)
     shapes = {
         side: ", ".join(
