@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from nnctl.schema import Schema, lookup, validate_options
+from nnctl.schema import Configured, Schema, lookup, validate_options
 
 EPSILON = 1e-7
 DEFAULT_SCALE = {"normal": 0.01, "uniform": 1e-4}  # the course initialises uniformly in ±1e-4
@@ -42,7 +42,7 @@ class NoOptions(Schema):
     """A module without options (`relu`, `softmax`, ...)."""
 
 
-class Module:
+class Module(Configured):
     """Base class: a parameter-free module. Subclasses override what differs."""
 
     name: ClassVar[str] = "module"
@@ -80,17 +80,9 @@ class Module:
         """Only the parameter gradients of backward (the first layer's ∂J/∂x is never needed in training)."""
         self.backward(delta)
 
-    def config(self) -> dict[str, Any]:
-        """The options that rebuild this module (saved in model.json)."""
-        return {}
-
     def jacobian_shape(self, width_in: int) -> tuple[int, int]:
         """Shape of ∂out/∂in for one row, for `nnctl summary`'s chain."""
         return (width_in, width_in)
-
-    def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({options})"
 
 
 class Input(Module):
@@ -150,9 +142,6 @@ class Input(Module):
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         return delta / self.state["std"]
-
-    def config(self) -> dict[str, Any]:
-        return {"normalize": self.normalize}
 
 
 def _moments(
@@ -248,12 +237,6 @@ class FullyConnected(Module):
         gW /= n
         np.add.reduce(delta, axis=0, keepdims=True, out=gb)  # the mean as np.mean computes it: Σ, then / N
         gb /= n
-
-    def config(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"units": self.units, "init": self.init}
-        if self.scale is not None:
-            options["scale"] = self.scale
-        return options
 
     def jacobian_shape(self, width_in: int) -> tuple[int, int]:
         return (self.units, width_in)
@@ -388,9 +371,6 @@ class LeakyReLU(Activation):
     def backward(self, delta: np.ndarray) -> np.ndarray:
         return np.where(self._z >= 0, delta, delta * self.alpha)
 
-    def config(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
-
 
 class Softplus(Activation):
     """g(z) = ln(1 + e^z); derivative 1 / (1 + e^{−z}), computed from the output as 1 − e^{−g}."""
@@ -470,9 +450,6 @@ class Dropout(Module):
     def backward(self, delta: np.ndarray) -> np.ndarray:
         return delta * self._mask if self._mask is not None else delta
 
-    def config(self) -> dict[str, Any]:
-        return {"rate": self.rate}
-
 
 LAYERS: dict[str, type[Module]] = {
     "input": Input,
@@ -494,9 +471,15 @@ def layer_class(name: str) -> type[Module]:
     return lookup(LAYERS, name, "layer")
 
 
+def resolve(spec: Any) -> tuple[type[Module], Schema]:
+    """A layer spec — a config's `NamedSpec`, or a (name, options mapping) pair — as its class and validated
+    options."""
+    name, options = (spec.kind, spec.options) if hasattr(spec, "kind") else spec
+    cls = layer_class(name)
+    return cls, options if isinstance(options, cls.Options) else validate_options(cls.Options, options, name)
+
+
 def build_layer(name: str, width: int, options: Any, context: BuildContext) -> Module:
     """A registered layer from its name and options (a mapping, validated here, or an `Options` instance)."""
-    cls = layer_class(name)
-    if not isinstance(options, cls.Options):
-        options = validate_options(cls.Options, options, name)
-    return cls.build(width, options, context)
+    cls, validated = resolve((name, options))
+    return cls.build(width, validated, context)

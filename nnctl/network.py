@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnctl.errors import ConfigError
-from nnctl.layers import EPSILON, BuildContext, FullyConnected, Input, Module, build_layer, layer_class
+from nnctl.layers import EPSILON, BuildContext, FullyConnected, Input, Module, resolve
 from nnctl.objectives import OBJECTIVES, Objective
-from nnctl.schema import validate_options
 from nnctl.seeds import streams
 
 if TYPE_CHECKING:
@@ -192,10 +191,7 @@ def planned_arrays(layers: Sequence[Any], n_features: int) -> dict[str, tuple[in
     shapes: dict[str, tuple[int, ...]] = {}
     width = n_features
     for i, spec in enumerate(layers):
-        name, options = (spec.kind, spec.options) if hasattr(spec, "kind") else spec
-        cls = layer_class(name)
-        if not isinstance(options, cls.Options):
-            options = validate_options(cls.Options, options, name)
+        cls, options = resolve(spec)
         width, arrays = cls.shapes(width, options)
         shapes.update({f"{i}.{key}": shape for key, shape in arrays.items()})
     return shapes
@@ -241,8 +237,8 @@ def build_modules(
     modules: list[Module] = []
     width = n_features
     for spec in layers:
-        name, options = (spec.kind, spec.options) if hasattr(spec, "kind") else spec
-        module = build_layer(name, width, options, context)
+        cls, options = resolve(spec)
+        module = cls.build(width, options, context)
         width = module.out_features if module.out_features is not None else width
         modules.append(module)
     return modules

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from nnctl.layers import EPSILON, NoOptions
-from nnctl.schema import Schema, lookup
+from nnctl.schema import Configured, Schema, lookup
 
 # How an objective reads its target column(s) (nnctl.task turns this into classes and accuracy):
 #   "values"  one or more numeric columns (regression);
@@ -21,7 +21,7 @@ from nnctl.schema import Schema, lookup
 Targets = Literal["values", "classes", "binary"]
 
 
-class Objective:
+class Objective(Configured):
     name: ClassVar[str] = "objective"
     targets: ClassVar[Targets] = "values"
     output_layers: ClassVar[tuple[str, ...]] = ()  # the last layers whose outputs it can score (empty: any)
@@ -44,9 +44,6 @@ class Objective:
 
     def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class SquaredError(Objective):
@@ -136,9 +133,6 @@ class Huber(Objective):
         r = y - yhat  # −r inside ±δ, −δ sign(r) outside: exactly −clip(r, −δ, δ)
         np.clip(r, -self.delta, self.delta, out=r)
         return np.negative(r, out=r)
-
-    def __repr__(self) -> str:
-        return f"Huber(delta={self.delta!r})"
 
 
 OBJECTIVES: dict[str, type[Objective]] = {

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BeforeValidator, Field
 
-from nnctl.schema import SIBLINGS, Schema, lookup, shorten
+from nnctl.schema import SIBLINGS, Configured, Schema, lookup, shorten
 
 
 class ScheduleOptions(Schema):
@@ -22,7 +22,7 @@ class ScheduleOptions(Schema):
     name: str
 
 
-class Schedule:
+class Schedule(Configured):
     """Base: the coming epoch's `learning_rate` and the number of epochs stepped (PyTorch's `last_epoch`)."""
 
     name: ClassVar[str] = "schedule"
@@ -62,14 +62,6 @@ class Schedule:
         fresh = type(self)(self.base_rate, **self.config())
         return [fresh.learning_rate] + [fresh.step(math.nan) for _ in range(epochs - 1)]
 
-    def config(self) -> dict[str, Any]:
-        """The options that rebuild this schedule."""
-        return {}
-
-    def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({options})"
-
 
 class StepDecay(Schedule):
     """PyTorch's StepLR: η ← γ η after every `step_size` epochs, so epoch e + 1 uses η₀ γ^⌊e / step_size⌋."""
@@ -88,9 +80,6 @@ class StepDecay(Schedule):
     def next_rate(self, loss: float) -> float:
         return self.learning_rate * self.gamma if self.epoch % self.step_size == 0 else self.learning_rate
 
-    def config(self) -> dict[str, Any]:
-        return {"step_size": self.step_size, "gamma": self.gamma}
-
 
 class ExponentialDecay(Schedule):
     """PyTorch's ExponentialLR: η ← γ η after every epoch, so epoch e + 1 uses η₀ γ^e."""
@@ -107,9 +96,6 @@ class ExponentialDecay(Schedule):
 
     def next_rate(self, loss: float) -> float:
         return self.learning_rate * self.gamma
-
-    def config(self) -> dict[str, Any]:
-        return {"gamma": self.gamma}
 
 
 class CosineAnnealing(Schedule):
@@ -132,9 +118,6 @@ class CosineAnnealing(Schedule):
         if (e - 1 - T) % (2 * T) == 0:  # the step up from the trough, where the ratio below would be 0 / 0
             return lr + (self.base_rate - low) * (1 - math.cos(math.pi / T)) / 2
         return (1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T)) * (lr - low) + low
-
-    def config(self) -> dict[str, Any]:
-        return {"t_max": self.t_max, "min_lr": self.min_lr}
 
 
 class ReduceOnPlateau(Schedule):
@@ -193,15 +176,6 @@ class ReduceOnPlateau(Schedule):
         super().load_state(state)
         self.best = math.inf if state["best"] is None else float(state["best"])
         self.bad_epochs, self.cooldown_left = int(state["bad_epochs"]), int(state["cooldown_left"])
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "factor": self.factor,
-            "patience": self.patience,
-            "min_lr": self.min_lr,
-            "threshold": self.threshold,
-            "cooldown": self.cooldown,
-        }
 
 
 SCHEDULES: dict[str, type[Schedule]] = {

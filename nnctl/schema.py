@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -54,6 +54,21 @@ SYNONYMS = {
     "double": "float64",
     "float16": "float32",
 }
+
+
+class Configured:
+    """A class set up by its `Options` schema (a layer, objective, schedule), whose options live on it as
+    attributes of the same names: `config()` reads them back (what rebuilds it; saved in model.json)."""
+
+    Options: ClassVar[type[Schema]]
+
+    def config(self) -> dict[str, Any]:
+        values = {key: getattr(self, key) for key in self.Options.model_fields if key != "name"}
+        return {key: value for key, value in values.items() if value is not None}
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({options})"
 
 
 def suggest(word: Any, choices: Any) -> str:
