@@ -251,22 +251,12 @@ def predict(
     ] = None,
 ) -> None:
     """Predictions for every row of a data file (or of a CSV on standard input), as CSV."""
-    import pandas as pd
-
-    from nnctl.errors import DataError
     from nnctl.files import write_output
     from nnctl.loading import read_table
 
     model = _load(run)
     frame = _read_input(csv, read_table)
-    predictions = model.predict(frame, str(csv), _warn)
-    taken = [c for c in predictions.columns if c in frame.columns]
-    if taken:
-        raise DataError(
-            f"{csv}: already has column(s) {', '.join(map(repr, taken[:5]))}, which predict writes; "
-            "rename or drop them (is this a file of earlier predictions?)"
-        )
-    text = pd.concat([frame, predictions], axis=1).to_csv(index=False)
+    text = model.with_predictions(frame, str(csv), _warn).to_csv(index=False)
     if output is None:
         sys.stdout.write(text)
     else:

@@ -22,7 +22,7 @@ from nnctl.cells import finite
 from nnctl.checkpoint import save_checkpoint
 from nnctl.config import Config, NamedSpec, registered, relative_data_paths, validate_config
 from nnctl.data import Encoding, encode_targets
-from nnctl.errors import NnctlError, RunError
+from nnctl.errors import DataError, NnctlError, RunError
 from nnctl.files import atomic_write, npz_bytes, read_json, read_npz
 from nnctl.metrics import classification_report, multilabel_report, regression_report
 from nnctl.network import Network, build_modules, planned_arrays
@@ -80,6 +80,18 @@ class Run:
             probabilities = task.probabilities(yhat)
             columns.update({f"prob_{c}": probabilities[:, i] for i, c in enumerate(enc.classes)})
         return pd.DataFrame(columns, index=frame.index)
+
+    def with_predictions(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> pd.DataFrame:
+        """`frame` with the prediction columns after its own (`nnctl predict`'s output); a DataError when it already
+        has a column of that name, which would be ambiguous."""
+        predictions = self.predict(frame, source, warn)
+        taken = [c for c in predictions.columns if c in frame.columns]
+        if taken:
+            raise DataError(
+                f"{source}: already has column(s) {', '.join(map(repr, taken[:5]))}, which predict writes; "
+                "rename or drop them (is this a file of earlier predictions?)"
+            )
+        return pd.concat([frame, predictions], axis=1)
 
     def evaluate(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> dict[str, Any]:
         """Objective loss and the metrics of docs/reference.md#json-outputs on a labelled frame."""

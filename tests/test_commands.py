@@ -15,6 +15,7 @@ import pytest
 from helpers import run_cli
 
 import nnctl
+from nnctl.errors import DataError
 from nnctl.experiment import train
 from nnctl.plot import SPARKS
 
@@ -432,6 +433,20 @@ def test_predict_matches_the_python_api(cases: dict[str, Case], capsys: pytest.C
     np.testing.assert_array_equal(
         pred["prob_dog"].to_numpy(), expected["prob_dog"].to_numpy()
     )  # CSV round-trips exactly
+
+
+def test_with_predictions_appends_the_columns_and_refuses_to_shadow_one(cases: dict[str, Case]) -> None:
+    case = cases["multi"]
+    run = nnctl.load_run(case.run)
+    out = run.with_predictions(case.frame, "f.csv")
+    assert list(out.columns) == [*case.frame.columns, *run.predict(case.frame).columns]
+    pd.testing.assert_frame_equal(out[list(case.frame.columns)], case.frame)
+    with pytest.raises(DataError) as caught:
+        run.with_predictions(out, "f.csv")
+    assert str(caught.value) == (
+        "f.csv: already has column(s) 'prediction', 'prob_cat', 'prob_dog', 'prob_fox', which predict writes; "
+        "rename or drop them (is this a file of earlier predictions?)"
+    )
 
 
 def test_predict_binary_has_both_probability_columns(
