@@ -267,53 +267,60 @@ class Config(Schema):
 # ----------------------------------------------------------------------------- loading
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], path: Path) -> set[str]:
-    """Apply `a.b=value` overrides (values parsed as YAML scalars); returns the dotted keys set.
-
-    `layers.1.fully_connected.units=4` and `layers[1].fully_connected.units=4` (as messages print it) are the same key.
-    """
+def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> set[str]:
+    """Apply `--set a.b=value` overrides (values parsed as YAML scalars); returns the dotted keys set. `where` (the
+    config file, or what stands for it) begins every message."""
     touched = set()
     for item in overrides:
         key, sep, text = item.partition("=")
-        key = re.sub(r"\[(-?\d+)\]", r".\1", key.strip())
-        if not sep or not key:
-            raise ConfigError(f"{path}: --set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=5")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where}: --set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=5")
         try:
             value = parse_yaml(text)
         except TooLarge as exc:
-            raise ConfigError(f"{path}: --set {shorten(item)}: {describe_yaml_error(exc)}") from None
+            raise ConfigError(f"{where}: --set {shorten(item)}: {describe_yaml_error(exc)}") from None
         except yaml.YAMLError:
             value = text
-        parts = key.split(".")
-        node: Any = raw
-        for i, part in enumerate(parts[:-1]):
-            if isinstance(node, list):
-                node = _list_item(node, part, ".".join(parts[: i + 1]), f"{path}: --set {item!r}")
-                option = parts[i + 1]
-                if parts[:i] == ["layers"] and isinstance(node, dict) and len(node) == 1 and option not in node:
-                    (kind,) = node
-                    raise ConfigError(
-                        f"{path}: --set {item!r}: layers[{part}] is a {kind!r} layer; its options are set with "
-                        f"layers.{part}.{kind}.{option}=VALUE (or replace the layer with layers.{part}=NAME)"
-                    )
-                continue
-            if not isinstance(node, dict):
-                raise ConfigError(f"{path}: --set {item!r}: {'.'.join(parts[:i])} is not a mapping")
-            if node.get(part) is None:
-                node[part] = {}
-            elif isinstance(node[part], str):  # a bare name whose options are being set
-                node[part] = _bare_name_mapping(parts[: i + 1], node[part], parts[i + 1], f"{path}: --set {item!r}")
-            node = node[part]
-        last = parts[-1]
-        if isinstance(node, list):
-            index = _list_index(node, last, key, f"{path}: --set {item!r}")
-            node[index] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise ConfigError(f"{path}: --set {item!r}: {'.'.join(parts[:-1])} is not a mapping")
-        touched.add(key)
+        touched.add(set_key(raw, key, value, f"{where}: --set {item!r}"))
     return touched
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> str:
+    """Set one dotted key of a config as written to `value`, as `--set` does; returns the key, dotted. `where`
+    begins every message.
+
+    `layers.1.fully_connected.units` and `layers[1].fully_connected.units` (as messages print it) are the same key.
+    """
+    key = re.sub(r"\[(-?\d+)\]", r".\1", key.strip())
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, ".".join(parts[: i + 1]), where)
+            option = parts[i + 1]
+            if parts[:i] == ["layers"] and isinstance(node, dict) and len(node) == 1 and option not in node:
+                (kind,) = node
+                raise ConfigError(
+                    f"{where}: layers[{part}] is a {kind!r} layer; its options are set with "
+                    f"layers.{part}.{kind}.{option}=VALUE (or replace the layer with layers.{part}=NAME)"
+                )
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: {'.'.join(parts[:i])} is not a mapping")
+        if node.get(part) is None:
+            node[part] = {}
+        elif isinstance(node[part], str):  # a bare name whose options are being set
+            node[part] = _bare_name_mapping(parts[: i + 1], node[part], parts[i + 1], where)
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _list_index(node, last, key, where)
+        node[index] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"{where}: {'.'.join(parts[:-1])} is not a mapping")
+    return key
 
 
 def _bare_name_mapping(key: list[str], name: str, option: str, where: str) -> dict[str, Any]:
@@ -357,8 +364,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def read_config(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], set[str]]:
     """A config file as written with the overrides applied, not validated, and the dotted keys they set."""
-    raw = read_yaml(Path(path))
-    return raw, apply_overrides(raw, list(overrides or []), Path(path))
+    path = Path(path)
+    raw = read_yaml(path)
+    return raw, apply_overrides(raw, list(overrides or []), str(path))
 
 
 def resolve_config(raw: dict[str, Any], path: str | Path, touched: Collection[str] = frozenset()) -> Config:

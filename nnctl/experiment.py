@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,9 +149,10 @@ def run_directory(config: Config, out: str | Path | None = None) -> Path:
     return Path(out) if out is not None else Path(config.output) / str(config.name)
 
 
-def config_differences(new: Config, saved: Config) -> list[str]:
-    """Dotted keys whose values differ, ignoring those a resume may change (epochs, name, output)."""
-    ignored = {"training.epochs", "name", "output"}
+def config_differences(
+    new: Config, saved: Config, ignored: Collection[str] = ("training.epochs", "name", "output")
+) -> list[str]:
+    """Dotted keys whose values differ, but for `ignored` (by default those a run's resume may change)."""
 
     def walk(a: Any, b: Any, key: str) -> Iterator[str]:
         """The deepest keys where a and b differ (`layers[1].fully_connected.units`, `training.early_stopping`)."""

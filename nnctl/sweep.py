@@ -29,6 +29,7 @@ from nnctl.config import (
     read_config,
     registered,
     resolve_config,
+    set_key,
     validate_config,
 )
 from nnctl.errors import ConfigError, DivergenceError, NnctlError
@@ -36,7 +37,7 @@ from nnctl.experiment import LoadedData, build_for_data, read_data
 from nnctl.network import Network
 from nnctl.schema import describe, dotted, resolve, suggest
 from nnctl.seeds import streams
-from nnctl.sweepconfig import Distribution, SweepConfig, Trial, normalized, trials, yaml_text
+from nnctl.sweepconfig import Distribution, SweepConfig, Trial, normalized, trials
 from nnctl.task import Task
 from nnctl.train import Callback, Trainer, TrainingState
 
@@ -85,7 +86,7 @@ class SweepPlan:
 def trial_config(source: dict[str, Any], trial: Trial, label: str) -> Config:
     """The sweep's config as written with the trial's keys set exactly as `--set` sets them."""
     raw = copy.deepcopy(source)
-    apply_overrides(raw, trial.overrides(), Path(label))
+    apply_overrides(raw, trial.overrides(), label)
     config = validate_config(raw, label)
     config._source = label
     return config
@@ -172,13 +173,10 @@ def check_keys(plan: SweepPlan) -> None:
     schema = registered(Config)
     for key, values in plan.sweep.parameters.items():
         value = values.bounds[0] if isinstance(values, Distribution) else values[0]
-        raw, item = copy.deepcopy(plan.source), f"{key}={yaml_text(value)}"
+        raw = copy.deepcopy(plan.source)
+        set_key(raw, key, value, f"{plan.path}: sweep.parameters.{key}")  # as a trial's --set sets it
         try:
-            apply_overrides(raw, [item], plan.path)
             schema.model_validate(raw)
-        except ConfigError as exc:
-            reason = str(exc).removeprefix(f"{plan.path}: --set {item!r}: ")
-            raise ConfigError(f"{plan.path}: sweep.parameters.{key}: {reason}") from None
         except ValidationError as exc:
             for err in exc.errors():
                 at = normalized(dotted(resolve(schema, tuple(err["loc"]))[0]))
@@ -385,9 +383,7 @@ def resume_plan(directory: Path, config: Path | None, overrides: list[str]) -> S
         given = load_config(config, overrides)
         if given.sweep is not None:
             resolve_sweep(given, config)
-        differing = config_differences(given, saved)
-        if given.training.epochs != saved.training.epochs:
-            differing.append("training.epochs")
+        differing = config_differences(given, saved, ignored=("name", "output"))  # not epochs: trials ran with them
         if differing:
             raise ConfigError(
                 f"cannot resume {directory} with {config}: the configs differ in {', '.join(sorted(differing))}; "

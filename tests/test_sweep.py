@@ -163,9 +163,13 @@ def test_a_value_written_for_set_reads_back_exactly(value: Any) -> None:
         ),
         ({"metric": "val_loss"}, "sweep.metric: 'val_loss' is not a column of history.csv (did you mean"),
         ({"parameters": {"seed": [1, 2]}}, "sweep.parameters.seed: cannot be swept: use sweep.seeds"),
+        (
+            {"parameters": {"layers[9].fully_connected.units": [4]}},
+            "bad.yaml: sweep.parameters.layers[9].fully_connected.units: layers.9: expected an index from 0 to 4\n",
+        ),
     ],
     ids=["unknown-key", "empty-list", "distribution-in-grid", "random-without-trials", "bad-distribution",
-         "bad-point", "network-vs-data", "metric", "seed"],
+         "bad-point", "network-vs-data", "metric", "seed", "no-such-layer"],
 )  # fmt: skip
 def test_a_bad_sweep_exits_2_naming_the_key_and_trains_nothing(
     project: Path, capsys: pytest.CaptureFixture[str], sweep: dict[str, Any], message: str
