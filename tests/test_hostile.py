@@ -39,12 +39,12 @@ from helpers import (
 from nnctl.config import load_config
 from nnctl.experiment import train
 
-EPOCHS = 40
+EPOCHS = 120  # about 2 s in a subprocess: long enough that a signal or a kill arrives while it trains
 
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory with a slow-enough toy config (`slow.yaml`: 40 epochs of 2,000 rows)."""
+    """A working directory with a slow-enough toy config (`slow.yaml`: EPOCHS epochs of 2,000 rows)."""
     monkeypatch.chdir(tmp_path)
     write_csv(tmp_path / "train.csv", 2000, seed=1, noise=1.0)
     write_csv(tmp_path / "valid.csv", 200, seed=2, noise=1.0)
@@ -129,7 +129,8 @@ def test_a_signal_while_the_data_loads_exits_at_once_and_writes_nothing(work: Pa
 
 def test_a_second_command_on_a_run_in_use_exits_2_naming_the_holder(work: Path) -> None:
     run = work / "busy"
-    first = nnctl_process("train", "slow.yaml", "--out", run, cwd=work)
+    endless = "training.epochs=100000"  # the holder must still be training when the second command runs
+    first = nnctl_process("train", "slow.yaml", "--out", run, "--set", endless, cwd=work)
     try:
         wait_for(lambda: epochs_done(run) >= 1 or first.poll() is not None)
         for extra in (["--out", run, "--force"], ["--resume", run]):
@@ -138,7 +139,8 @@ def test_a_second_command_on_a_run_in_use_exits_2_naming_the_holder(work: Path) 
                 [sys.executable, "-m", "nnctl", "train", *map(str, args)], cwd=work, capture_output=True, text=True
             )
             assert second.returncode == 2, second.stderr
-            assert f"{run}: in use by nnctl (pid {first.pid}: nnctl train slow.yaml --out {run})" in second.stderr
+            holder = f"pid {first.pid}: nnctl train slow.yaml --out {run} --set {endless}"
+            assert f"{run}: in use by nnctl ({holder})" in second.stderr
         assert first.poll() is None  # untouched
     finally:
         first.send_signal(signal.SIGINT)

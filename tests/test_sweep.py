@@ -395,12 +395,12 @@ def test_train_threads_limits_blas(project: Path, capsys: pytest.CaptureFixture[
 
 @pytest.fixture
 def slow(project: Path) -> Path:
-    """`slow.yaml`: 4 trials of a second or two each (2,000 rows, batch 4, 30 epochs: long enough that a stop
+    """`slow.yaml`: 4 trials of a second or two each (2,000 rows, batch 4, 90 epochs: long enough that a stop
     requested once the first epoch is saved finds trials running)."""
     write_csv(project / "big.csv", 2000, seed=3, noise=1.0)
     data = {"train": "big.csv", "validation": "valid.csv", "target": "label"}
     sweep = {"parameters": {"optimizer.learning_rate": [0.01, 0.003], "layers.1.fully_connected.units": [16, 32]}}
-    config = toy_config(data=data, layers=toy_layers(hidden=16), training={"epochs": 30, "batch_size": 4}, sweep=sweep)
+    config = toy_config(data=data, layers=toy_layers(hidden=16), training={"epochs": 90, "batch_size": 4}, sweep=sweep)
     write_config(project / "slow.yaml", config)
     return project / "slow.yaml"
 
