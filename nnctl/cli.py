@@ -317,43 +317,17 @@ def summary(
     """Validate a config and its data; print the layer table and the backprop chain of Jacobian shapes."""
     from nnctl.config import load_config
     from nnctl.experiment import set_up
-    from nnctl.render import chain_table, features_table, optimizer_text, summary_table
-    from nnctl.tabular import describe_features
+    from nnctl.render import summary_parts
 
     setup = set_up(load_config(config, set_))
     for warning in setup.warnings:
         err.print(f"warning: {warning}", markup=False)
-    network, n_features = setup.network, setup.encoding.n_features
-    described = describe_features(setup.encoding)
-    rows = network.layer_table(n_features)
-    chain = network.jacobian_chain(n_features)
-    validation = len(setup.validation) if setup.validation is not None else 0
-    optimizer, schedule = setup.config.to_dict()["optimizer"], setup.optimizer.schedule
-    rates = schedule.rates(setup.config.training.epochs) if schedule is not None else None
+    document = setup.summary()
     if as_json:
-        _print_json(
-            {
-                "name": setup.config.name,
-                "n_features": n_features,
-                "n_outputs": setup.encoding.n_outputs,
-                "layers": rows,
-                "total_parameters": sum(r["parameters"] for r in rows),
-                "objective": network.objective.name,
-                "jacobian_chain": chain,
-                "train_rows": len(setup.train),
-                "validation_rows": validation,
-                "test_rows": len(setup.test) if setup.test is not None else 0,
-                **described,
-                "optimizer": optimizer,
-                "learning_rates": rates,
-            }
-        )
+        _print_json(document)
         return
-    out.print(features_table(described))
-    out.print(summary_table(rows, n_features))
-    out.print(chain_table(chain, n_features))
-    out.print(optimizer_text(optimizer, rates, "validation loss" if validation else "training loss"), markup=False)
-    out.print(f"data: {len(setup.train)} training rows, {validation} validation rows, {n_features} features")
+    for part in summary_parts(document):
+        out.print(part)
 
 
 @app.command(

@@ -32,6 +32,7 @@ from nnctl.run import CONFIG_YAML, MODEL_JSON, RunWriter, model_outputs, report
 from nnctl.rundir import RunDirectory, check_new
 from nnctl.schema import shorten_list
 from nnctl.seeds import streams
+from nnctl.tabular import describe_features
 from nnctl.train import Callback, Trainer, TrainingState
 
 # The run directory is kept current at least this often (NNCTL_SAVE_EVERY overrides it: a slow disk, a test).
@@ -59,6 +60,27 @@ class Setup:
     warnings: list[str] = field(default_factory=list)  # about the data: identifier-like columns, unseen categories
     test: Dataset | None = None  # data.test, scored once training ends
     fingerprint: dict[str, str | None] = field(default_factory=dict)  # sha256 of train/validation, hashed once
+
+    def summary(self) -> dict[str, Any]:
+        """What `nnctl summary` says of the config (its --json as it is): the layers and their parameters, the
+        backprop chain, the data and features, the optimiser and its learning rates."""
+        n_features, schedule = self.encoding.n_features, self.optimizer.schedule
+        rows = self.network.layer_table(n_features)
+        return {
+            "name": self.config.name,
+            "n_features": n_features,
+            "n_outputs": self.encoding.n_outputs,
+            "layers": rows,
+            "total_parameters": sum(r["parameters"] for r in rows),
+            "objective": self.network.objective.name,
+            "jacobian_chain": self.network.jacobian_chain(n_features),
+            "train_rows": len(self.train),
+            "validation_rows": len(self.validation) if self.validation is not None else 0,
+            "test_rows": len(self.test) if self.test is not None else 0,
+            **describe_features(self.encoding),
+            "optimizer": self.config.to_dict()["optimizer"],
+            "learning_rates": schedule.rates(self.config.training.epochs) if schedule is not None else None,
+        }
 
 
 @dataclass(frozen=True)

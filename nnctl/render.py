@@ -303,18 +303,32 @@ def gradcheck_table(checks: list[Any], step: float) -> Table:
     return table
 
 
-def summary_table(rows: list[dict[str, Any]], n_features: int) -> Table:
+def summary_parts(document: dict[str, Any]) -> list[Any]:
+    """`nnctl summary` on a terminal, from a `Setup.summary()`: the features, the layers, the backprop chain, the
+    optimiser, the data."""
+    n_features, validation = document["n_features"], document["validation_rows"]
+    watched = "validation loss" if validation else "training loss"
+    return [
+        features_table(document),
+        summary_table(document),
+        chain_table(document["jacobian_chain"], n_features),
+        Text(optimizer_text(document["optimizer"], document["learning_rates"], watched)),
+        Text(f"data: {document['train_rows']} training rows, {validation} validation rows, {n_features} features"),
+    ]
+
+
+def summary_table(document: dict[str, Any]) -> Table:
+    """The layers of `Setup.summary()`: options, output shape and parameters of each, and their total."""
     table = Table(title="layers", title_justify="left")
     for col in ("#", "module", "options", "output shape", "parameters"):
         table.add_column(col, justify="right" if col in ("#", "parameters") else "left")
-    table.add_row("", "(data)", "", f"(N, {n_features})", "")
-    for row in rows:
+    table.add_row("", "(data)", "", f"(N, {document['n_features']})", "")
+    for row in document["layers"]:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
         table.add_row(
             str(row["index"]), row["module"], options, f"(N, {row['output_shape'][1]})", f"{row['parameters']:,}"
         )
-    total = sum(r["parameters"] for r in rows)
-    table.add_row("", "[bold]total", "", "", f"[bold]{total:,}")
+    table.add_row("", "[bold]total", "", "", f"[bold]{document['total_parameters']:,}")
     return table
 
 

@@ -15,8 +15,9 @@ import pytest
 from helpers import run_cli
 
 import nnctl
+from nnctl.config import load_config
 from nnctl.errors import DataError
-from nnctl.experiment import train
+from nnctl.experiment import set_up, train
 from nnctl.plot import SPARKS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -506,6 +507,7 @@ def test_summary_json(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]
     assert chain[-1]["by"] == "x"
     assert result["objective"] == "cross_entropy"
     assert result["train_rows"] == 60
+    assert result == json.loads(json.dumps(set_up(load_config(cases["multi"].config)).summary()))  # the library's
 
 
 def test_summary_shows_the_optimizer_and_its_schedule(
