@@ -146,13 +146,10 @@ def train(
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG to train, or --resume RUN to continue a run")
     cfg = load_config(config if config is not None else Path(resume or ".") / "config.yaml", set_)
-    with TrainingDisplay(out, quiet, log_every) as display, blas_threads(threads):
-        try:
-            result = train_run(
-                cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_argv(ctx)
-            )
-        finally:
-            display.close()
+    with TrainingDisplay(out, quiet, log_every) as display, blas_threads(threads):  # the display closes itself
+        result = train_run(
+            cfg, out=out_dir, force=force, resume=resume, callback=display, handle_signals=True, command=_argv(ctx)
+        )
     if result.status == "interrupted":
         where = (
             f"in epoch {result.epoch + 1} after batch {result.batch}" if result.batch else f"after epoch {result.epoch}"

@@ -87,6 +87,18 @@ def test_a_log_has_about_a_hundred_lines_plus_the_best_and_the_last() -> None:
     assert [int(line.split()[1].split("/")[0]) for line in lines[1:-2]] == list(range(10, 737, 10))
 
 
+def test_the_live_bar_stops_when_training_raises() -> None:
+    """The display owns its closing: leaving its `with` on an error stops the live bar (the CLI adds no close())."""
+    display = TrainingDisplay(Console(file=io.StringIO(), width=100, force_terminal=True), quiet=False)
+    assert display.live
+    with pytest.raises(RuntimeError), display:
+        display.on_train_begin(TrainingState(), 10, 4)
+        progress = display.progress
+        assert progress is not None and progress.live.is_started
+        raise RuntimeError("diverged")
+    assert display.progress is None and not progress.live.is_started
+
+
 def test_log_every_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_csv(tmp_path / "train.csv", 40, seed=1)
     write_csv(tmp_path / "valid.csv", 20, seed=2)
