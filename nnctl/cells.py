@@ -8,6 +8,10 @@ from typing import Any
 
 from rich.text import Text
 
+# eval on a terminal: above this many classes the per-class table only with --per-class, and above half of it the
+# largest confusions instead of the matrix. Here, not in nnctl.render, so that eval's --help can name it.
+MAX_CLASSES_SHOWN = 20
+
 
 def fmt(value: Any) -> str:
     """A metric for a table: 4 significant digits, `–` for none."""

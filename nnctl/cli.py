@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from nnctl import __version__
-from nnctl.cells import finite
+from nnctl.cells import MAX_CLASSES_SHOWN, finite
 from nnctl.errors import DivergenceError, NnctlError
 from nnctl.interrupt import Interrupted
 
@@ -171,7 +171,7 @@ def evaluate(
     csv: Annotated[Path, typer.Argument(metavar="DATA", help="Labelled .csv, .csv.gz or .parquet to evaluate on.")],
     as_json: JsonOption = False,
     per_class: Annotated[
-        bool, typer.Option("--per-class", help=f"The per-class table even for more than {20} classes.")
+        bool, typer.Option("--per-class", help=f"The per-class table even for more than {MAX_CLASSES_SHOWN} classes.")
     ] = False,
 ) -> None:
     """Loss and metrics of a trained model on held-out data."""

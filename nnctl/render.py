@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from nnctl.cells import MAX_CLASSES_SHOWN, plain
 from nnctl.cells import fmt as _fmt
-from nnctl.cells import plain
 from nnctl.plot import sparkline
 from nnctl.train import Callback, TrainingState
 
@@ -196,9 +196,6 @@ def training_summary(result: Any, width: int = 80) -> Table:
     if any(r["validation_loss"] is not None for r in history):
         table.add_row("validation loss (log)", sparkline(_log([r["validation_loss"] for r in history]), spark))
     return table
-
-
-MAX_CLASSES_SHOWN = 20  # above this, per-class rows only on request and the largest confusions, not the matrix
 
 
 def evaluation_tables(result: dict[str, Any], title: str, per_class: bool = False) -> list[Any]:

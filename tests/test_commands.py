@@ -15,6 +15,7 @@ import pytest
 from helpers import run_cli
 
 import nnctl
+from nnctl.cells import MAX_CLASSES_SHOWN
 from nnctl.config import load_config
 from nnctl.errors import DataError
 from nnctl.experiment import set_up, train
@@ -155,6 +156,11 @@ def flat(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- eval --json
+
+
+def test_eval_help_names_the_class_count_of_the_per_class_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "eval", "--help")
+    assert code == 0 and f"even for more than {MAX_CLASSES_SHOWN} classes" in " ".join(out.split())
 
 
 def test_eval_json_classification_keys_and_types(cases: dict[str, Case], capsys: pytest.CaptureFixture[str]) -> None:
