@@ -3,6 +3,7 @@ so `nnctl --help` can import it)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -14,12 +15,26 @@ MAX_CLASSES_SHOWN = 20
 
 
 def fmt(value: Any) -> str:
-    """A metric for a table: 4 significant digits, `–` for none."""
+    """A value in a table: numbers to 4 significant digits, `–` for none; lists, dicts and booleans as compact JSON
+    (`true`, `[16,8]`: as YAML and --set write them)."""
     if value is None:
         return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list | dict | bool):
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 epoch`, `3 epochs`; `words` is an irregular plural: plural(2, "entry", "entries") is `2 entries`."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def when(created: Any) -> str:
+    """A recorded time stamp (`2024-05-01T12:34:56Z`, `…T12:34:56+0200`) to the minute, as recorded: `2024-05-01
+    12:34`; `–` for none."""
+    return created[:16].replace("T", " ") if isinstance(created, str) else "–"
 
 
 def plain(value: Any) -> Text:

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from nnctl import __version__
-from nnctl.cells import MAX_CLASSES_SHOWN, finite
+from nnctl.cells import MAX_CLASSES_SHOWN, finite, plural
 from nnctl.errors import DivergenceError, NnctlError
 from nnctl.interrupt import Interrupted
 
@@ -227,7 +227,7 @@ def _note_unfinished(meta: dict[str, Any], run: Path) -> None:
         epochs = meta.get("epochs_completed", 0)
         what = {"training": "still training (or was killed)", "interrupted": "interrupted", "diverged": "diverged"}
         err.print(
-            f"note: {run} is unfinished ({what[status]}, {epochs} epoch(s) done); using its latest weights",
+            f"note: {run} is unfinished ({what[status]}, {plural(epochs, 'epoch')} done); using its latest weights",
             markup=False,
         )
 
@@ -433,7 +433,7 @@ def runs_(
     else:
         from nnctl.render_runs import runs_table
 
-        table, hidden = runs_table(rows, keys, short, f"{len(rows)} run(s) under {directory}", out.width)
+        table, hidden = runs_table(rows, keys, short, f"{plural(len(rows), 'run')} under {directory}", out.width)
         out.print(table)
         if hidden:
             more = ", ".join(hidden[:5]) + (", …" if len(hidden) > 5 else "")
@@ -489,8 +489,9 @@ def cache_clear() -> None:
 
     root = cache_dir()
     count, freed = clear(root)
-    entries = f"{count} entr{'y' if count == 1 else 'ies'}"
-    out.print(f"removed {entries} ({human_bytes(freed)}) from {root}", soft_wrap=True, markup=False)
+    out.print(
+        f"removed {plural(count, 'entry', 'entries')} ({human_bytes(freed)}) from {root}", soft_wrap=True, markup=False
+    )
 
 
 class BackendName(str, Enum):

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.cells import MAX_CLASSES_SHOWN, plain
+from nnctl.cells import MAX_CLASSES_SHOWN, plain, plural, when
 from nnctl.cells import fmt as _fmt
 from nnctl.plot import sparkline
 from nnctl.train import Callback, TrainingState
@@ -413,13 +413,12 @@ def cache_listing(entries: list[Any], root: Any) -> str:
         if e.source is None:
             rows.append((e.key[:8], human_bytes(e.bytes), "", "", "", "(unfinished or damaged: rebuilt when used)"))
         else:
-            created = e.created.replace("T", " ")[:16]
-            rows.append((e.key[:8], human_bytes(e.bytes), f"{e.rows:,} × {e.columns}", e.dtype, created, e.source))
+            shape = f"{e.rows:,} × {e.columns}"
+            rows.append((e.key[:8], human_bytes(e.bytes), shape, e.dtype, when(e.created), e.source))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     right = (False, True, True, False, False)
     lines = [
-        f"data cache {root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
-        f"{human_bytes(sum(e.bytes for e in entries))}"
+        f"data cache {root}: {plural(len(entries), 'entry', 'entries')}, {human_bytes(sum(e.bytes for e in entries))}"
     ]
     for row in rows:
         cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=False)]

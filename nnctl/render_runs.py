@@ -6,7 +6,6 @@ pydantic: 0.3 to 0.5 s), so that listing hundreds of runs costs little more than
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +14,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.cells import fmt as _fmt
-
-
-def _cell(value: Any) -> str:
-    """A value in a runs or diff table: numbers to 4 significant digits, lists and dicts as compact JSON."""
-    if isinstance(value, (list, dict, bool)):
-        return json.dumps(value, separators=(",", ":"))  # true, not True: as YAML and --set write it
-    return _fmt(value)
+from nnctl.cells import fmt, when
 
 
 def _is_number(text: str) -> bool:
@@ -31,11 +23,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _when(created: Any) -> str:
-    """`2024-05-01T12:34:56Z` as `2024-05-01 12:34` (UTC, as recorded)."""
-    return created[:16].replace("T", " ") if isinstance(created, str) else "–"
 
 
 PARAM_WIDTH = 24  # a config value wider than this wraps inside its column
@@ -75,12 +62,12 @@ def _run_columns(rows: list[dict[str, Any]], keys: list[str], short: dict[str, s
     spec += [(m, "val_" + m[len("validation_") :], 2 if m == "validation_loss" else 3) for m in metrics]
     tests = [k for k in dict.fromkeys(k for row in rows for k in row) if k.startswith("test_")]
     spec += [(m, m, 4) for m in tests]  # data.test's headline metric (test_metrics.json)
-    columns += [_Column(k, h, [_cell(row.get(k)) for row in rows], p) for k, h, p in spec]
+    columns += [_Column(k, h, [fmt(row.get(k)) for row in rows], p) for k, h, p in spec]
     for i, key in enumerate(keys):
-        cells = _paths([row["params"].get(key) for row in rows]) or [_cell(row["params"].get(key)) for row in rows]
+        cells = _paths([row["params"].get(key) for row in rows]) or [fmt(row["params"].get(key)) for row in rows]
         columns.append(_Column(key, short[key], cells, 10 + i, param=True))
-    columns.append(_Column("seconds", "seconds", [_cell(row.get("seconds")) for row in rows], 1002))
-    columns.append(_Column("created", "created", [_when(row.get("created")) for row in rows], 1003))
+    columns.append(_Column("seconds", "seconds", [fmt(row.get("seconds")) for row in rows], 1002))
+    columns.append(_Column("created", "created", [when(row.get("created")) for row in rows], 1003))
     return columns
 
 
@@ -138,7 +125,7 @@ def diff_tables(diff: dict[str, Any]) -> list[Any]:
         for column in ("A", "B"):
             config.add_column(column, overflow="fold")
         for row in diff["config"]:
-            config.add_row(Text(row["key"]), Text(_cell(row["a"])), Text(_cell(row["b"])))
+            config.add_row(Text(row["key"]), Text(fmt(row["a"])), Text(fmt(row["b"])))
         out.append(config)
     else:
         out.append(Text("config: identical"))
@@ -146,7 +133,7 @@ def diff_tables(diff: dict[str, Any]) -> list[Any]:
     for column in ("metric", "A", "B"):
         metrics.add_column(column, justify="left" if column == "metric" else "right")
     for name, pair in diff["metrics"].items():
-        metrics.add_row(Text(name), Text(_cell(pair["a"])), Text(_cell(pair["b"])))
+        metrics.add_row(Text(name), Text(fmt(pair["a"])), Text(fmt(pair["b"])))
     return [*out, metrics, Text(_data_line(diff))]
 
 

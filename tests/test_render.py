@@ -12,6 +12,7 @@ from helpers import run_cli, toy_config, write_config, write_csv
 from rich.console import Console
 
 from nnctl import gradcheck as gc
+from nnctl.cells import fmt, plural, when
 from nnctl.experiment import TrainResult
 from nnctl.render import TrainingDisplay, fit_fields, gradcheck_table, training_summary
 from nnctl.train import TrainingState
@@ -149,3 +150,19 @@ def test_plot_writes_the_format_of_its_extension(tmp_path: Path, capsys: Any, su
     assert {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<svg"}[suffix] in head
     code, _, err = run_cli(capsys, "plot", tmp_path / "r", "-o", tmp_path / "curves.gif")
     assert code == 2 and "'.gif' is not a plot format nnctl writes; use .png, .pdf or .svg" in err
+
+
+def test_one_cell_format_one_plural_one_date() -> None:
+    assert [fmt(v) for v in (None, 0.123456, 3, "adam", True, [16, 8], {"relu": None})] == [
+        "–",
+        "0.1235",
+        "3",
+        "adam",
+        "true",
+        "[16,8]",
+        '{"relu":null}',
+    ]
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert [plural(n, "entry", "entries") for n in (1, 2)] == ["1 entry", "2 entries"]
+    assert when("2024-05-01T12:34:56Z") == when("2024-05-01T12:34:56+0200") == "2024-05-01 12:34"
+    assert when(None) == "–"
