@@ -13,20 +13,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.cells import plain
+from nnctl.cells import fmt, plain
+from nnctl.runs import flatten, short_names
 from nnctl.sweep import SweepPlan
 from nnctl.sweepconfig import Trial, normalized, yaml_text
 from nnctl.sweeprun import Backend, SweepCallback, SweepResult
 
 TOP = 20  # ranked points shown; trials.csv has them all
-
-
-def _fmt(value: Any) -> str:
-    if value is None or value == "":
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return yaml_text(value) if not isinstance(value, int) else str(value)
 
 
 def _duration(seconds: float) -> str:
@@ -38,23 +31,23 @@ def _duration(seconds: float) -> str:
     )
 
 
-def short_names(keys: list[str]) -> dict[str, str]:
-    """Each dotted key by its shortest unique ending: `learning_rate`, `units` (`1.fully_connected.units` and
-    `3.fully_connected.units` when two layers are swept)."""
-    names = {}
-    for key in keys:
-        parts = normalized(key).split(".")
-        for n in range(1, len(parts) + 1):
-            name = ".".join(parts[-n:])
-            if sum(normalized(k).endswith("." + name) or normalized(k) == name for k in keys) == 1:
-                break
-        names[key] = name
-    return names
+def param_names(plan: SweepPlan) -> dict[str, str]:
+    """Each swept key by the name `nnctl runs` heads it with (runs.short_names, against the trials' config keys):
+    `learning_rate`, `units`; `layers.1.fully_connected.units` and `layers.3.fully_connected.units` when two
+    layers are swept; `optimizer.name`, as `name` is the config's own."""
+    keys = {key: normalized(key) for key in plan.sweep.parameters}
+    config = {key: value for key, value in plan.config.to_dict().items() if key != "sweep"}  # a trial's config.yaml
+    short = short_names(list(dict.fromkeys(keys.values())), flatten(config))
+    return {key: short[dotted] for key, dotted in keys.items()}
 
 
-def _params(trial: Trial) -> str:
-    names = short_names(list(trial.params))
+def _params(trial: Trial, names: dict[str, str]) -> str:
     return " ".join(f"{names[key]}={yaml_text(value)}" for key, value in trial.params.items())
+
+
+def _value(value: Any) -> str:
+    """A swept value in the ranked table: a float to 4 significant digits, else as `--set` takes it (`true`)."""
+    return fmt(value) if value is None or isinstance(value, float) else yaml_text(value)
 
 
 class SweepView(SweepCallback):
@@ -72,6 +65,7 @@ class SweepView(SweepCallback):
 
     def on_sweep_begin(self, plan: SweepPlan, path: Path, todo: list[Trial], backend: Backend) -> None:
         self.plan, self.total, self.started = plan, len(todo), time.monotonic()
+        self.names = param_names(plan)
         self.trials = {trial.number: trial for trial in plan.trials}
         if self.quiet:
             return
@@ -127,11 +121,14 @@ class SweepView(SweepCallback):
 
     def _line(self, trial: Trial, row: dict[str, Any]) -> str:
         """`trial 3/12 finished  lr=0.01 units=16 seed=0  epochs 45  validation_loss 0.0812  2.1 s`."""
-        parts = [f"trial {trial.number}/{len(self.plan.trials)} {row['status']}", f"{_params(trial)} seed={trial.seed}"]
+        parts = [
+            f"trial {trial.number}/{len(self.plan.trials)} {row['status']}",
+            f"{_params(trial, self.names)} seed={trial.seed}",
+        ]
         if row.get("epochs"):
             parts.append(f"{row['epochs']} epoch{'s' if row['epochs'] != 1 else ''}")
         if row.get(self.plan.metric) is not None:
-            parts.append(f"{self.plan.metric.replace('validation_', 'val_')} {_fmt(row[self.plan.metric])}")
+            parts.append(f"{self.plan.metric.replace('validation_', 'val_')} {fmt(row[self.plan.metric])}")
         if row.get("seconds"):
             parts.append(f"{row['seconds']:.1f} s")
         if row.get("error"):
@@ -150,16 +147,16 @@ class SweepView(SweepCallback):
             table.add_column(column, justify="right", no_wrap=True)
         for number, entry in sorted(self.running.items()):
             trial = self.trials[number]
-            params = "\n".join([*_params(trial).split(), f"seed={trial.seed}"])
+            params = "\n".join([*_params(trial, self.names).split(), f"seed={trial.seed}"])
             epoch = f"{entry.get('epoch', 0)}/{entry.get('epochs') or '?'}"
-            loss, val = _fmt(entry.get("train_loss")), _fmt(entry.get("validation_loss"))
+            loss, val = fmt(entry.get("train_loss")), fmt(entry.get("validation_loss"))
             table.add_row(str(number), plain(params), epoch, loss, val)
         elapsed = time.monotonic() - self.started
         eta = _duration(elapsed / self.done * (self.total - self.done)) if self.done else "?"
         best = ""
         if self.best is not None:
             value = -self.best[0] if self.plan.maximize else self.best[0]
-            best = f" • best {self.plan.metric} {_fmt(value)} (trial {self.best[1]})"
+            best = f" • best {self.plan.metric} {fmt(value)} (trial {self.best[1]})"
         status = "stopping… " if self.stopping else ""
         footer = Text(f"{status}{self.done}/{self.total} trials • elapsed {_duration(elapsed)} • eta {eta}{best}")
         return Group(table, footer) if self.running else footer
@@ -178,17 +175,17 @@ def results_table(result: SweepResult) -> Table:
     goal = "highest" if plan.maximize else "lowest"
     table = Table(title=plain(f"{metric}, {goal} first"), title_justify="left")
     table.add_column("#", justify="right")
-    for name in short_names(list(plan.sweep.parameters)).values():
+    for name in param_names(plan).values():
         table.add_column(plain(name), justify="right", overflow="fold")
     short = metric.replace("validation_", "val_")  # the title names it in full; a header wraps at its space
     table.add_column(f"{short} (mean ± std)" if several else short, justify="right")
     table.add_column("trials" if several else "trial", justify="right")
     for rank, point in enumerate(result.ranked[:TOP], 1):
-        value = _fmt(point.mean) if point.std is None else _mean_std(point.mean, point.std)
+        value = fmt(point.mean) if point.std is None else _mean_std(point.mean, point.std)
         if several and len(point.values) < len(plan.sweep.seeds or []):
             value += f" ({len(point.values)} seeds)"
         trials = ",".join(map(str, point.trials))
-        table.add_row(str(rank), *(plain(_fmt(v)) for v in point.params.values()), value, trials)
+        table.add_row(str(rank), *(plain(_value(v)) for v in point.params.values()), value, trials)
     return table
 
 
@@ -204,7 +201,7 @@ def results_summary(result: SweepResult) -> list[str]:
     best = result.best()
     if best is not None:
         metric = result.plan.metric
-        lines.append(f"best: trial {best['trial']} ({metric} {_fmt(best[metric])}), run {result.path / best['run']}")
+        lines.append(f"best: trial {best['trial']} ({metric} {fmt(best[metric])}), run {result.path / best['run']}")
     else:
         lines.append("no trial finished")
     return lines
