@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import math
 import os
@@ -221,6 +222,33 @@ def test_a_sweep_writes_its_directory_and_ranks_the_points(project: Path, capsys
     assert result["best"]["validation_loss_mean"] == pytest.approx(np.mean(values))
     assert result["best"]["validation_loss_std"] == pytest.approx(np.std(values, ddof=1))
     assert len(result["trials"]) == 8 and result["trials"][0]["status"] == "finished"
+
+
+def test_the_view_names_swept_keys_as_nnctl_runs_heads_them(project: Path) -> None:
+    """Shortest unique endings that are neither a bare layer index nor a key of the config itself, either
+    spelling of a layer; a swept value in the ranked table as --set writes it (`false`)."""
+    from rich.console import Console
+
+    from nnctl.sweep import plan_sweep, ranking
+    from nnctl.sweeprun import SweepResult
+    from nnctl.sweepview import param_names, results_table
+
+    keys = ["layers.1.fully_connected.units", "layers[3].fully_connected.units", "optimizer.name"]
+    parameters = dict.fromkeys(keys, [4]) | {"layers[3].fully_connected.units": [2], "optimizer.name": ["adam"]}
+    parameters |= {"optimizer.learning_rate": [0.01], "training.shuffle": [False]}
+    write_config(project / "names.yaml", toy_config(sweep={"parameters": parameters}))
+    plan = plan_sweep(Path("names.yaml"), [])
+    assert param_names(plan) == {
+        "layers.1.fully_connected.units": "layers.1.fully_connected.units",
+        "layers[3].fully_connected.units": "layers.3.fully_connected.units",
+        "optimizer.name": "optimizer.name",  # `name` is the config's own
+        "optimizer.learning_rate": "learning_rate",
+        "training.shuffle": "shuffle",
+    }
+    row = {"status": "finished", "seed": 0, "validation_loss": 0.25, "run": "trials/0001"}
+    console = Console(width=300, file=io.StringIO(), color_system=None)
+    console.print(results_table(SweepResult(plan, project / "s", {1: row}, ranking(plan, {1: row}))))
+    assert re.search(r"│ 1 │ +4 │ +2 │ +adam │ +0.01 │ +false │ +0.25 │ +1 │", console.file.getvalue())
 
 
 def test_every_trial_is_bit_identical_to_nnctl_train_with_its_settings(
