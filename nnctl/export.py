@@ -21,7 +21,7 @@ from nnctl import __version__
 from nnctl.data import NA_SPELLINGS
 from nnctl.errors import NnctlError, RunError
 from nnctl.files import write_output
-from nnctl.layers import Input, Module
+from nnctl.layers import Input, LeakyReLU, Module
 from nnctl.run import Run
 from nnctl.tabular import Categorical, Preprocessing
 from nnctl.task import THRESHOLD
@@ -35,7 +35,6 @@ except ImportError as exc:
 OPSET = 17
 ML_OPSET = 2  # ai.onnx.ml, for LabelEncoder (text categories)
 INT64_MISSING = -(2**63)  # what an int64 categorical input passes for a missing value
-FORMATS = ("onnx",)
 
 
 @dataclass
@@ -99,8 +98,8 @@ def _elementwise(op: str, **attributes: Any) -> Exporter:
 
 
 def _leaky_relu(module: Module, x: str, graph: Graph) -> str:
-    alpha = float(module.config().get("alpha", getattr(module, "alpha", 0.01)))
-    return graph.node("LeakyRelu", [x], "leaky_relu", alpha=alpha)
+    """LeakyRelu with the layer's own slope α (its `alpha` option, always set once the layer is built)."""
+    return graph.node("LeakyRelu", [x], "leaky_relu", alpha=float(cast(LeakyReLU, module).alpha))
 
 
 # One exporter per layer, by the layer's name (`Module.name`; `sigmoid` is the `logistic` class).

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -176,10 +177,11 @@ def test_every_registered_layer_has_an_exporter() -> None:
 HIDDEN_LAYERS = sorted({cls.name for cls in LAYERS.values()} - {"input", "fully_connected"})  # dropout too
 
 
-def _stack_run(name: str, dtype: str, tmp_path: Path) -> Run:
+def _stack_run(name: str, dtype: str, tmp_path: Path, options: dict[str, Any] | None = None) -> Run:
     """input → fully_connected(5) → LAYER → fully_connected(3) → softmax, input fitted, as a loaded Run."""
     rng = np.random.default_rng(0)
-    layers = [("input", {}), ("fully_connected", layer_options("fully_connected", 5)), (name, layer_options(name, 5))]
+    layer = (name, options if options is not None else layer_options(name, 5))
+    layers = [("input", {}), ("fully_connected", layer_options("fully_connected", 5)), layer]
     layers += [("fully_connected", layer_options("fully_connected", 3)), ("softmax", {})]
     modules = build_modules(layers, 4, dtype=dtype, rng=rng)
     network = Network(modules, CrossEntropy())
@@ -198,6 +200,18 @@ def test_every_registered_layer_exports_like_its_forward(name: str, dtype: str, 
     frame = pd.DataFrame(rng.normal(size=(64, 4)) * 4, columns=run.encoding.features)  # both sides of every kink
     outputs = run_onnx(path, frame)
     compare(outputs, run.predict(frame), run, f"{name} stack {dtype}")
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.5])
+def test_leaky_relu_exports_its_own_alpha(alpha: float, tmp_path: Path) -> None:
+    run = _stack_run("leaky_relu", "float64", tmp_path, {"alpha": alpha})
+    model = to_onnx(run)
+    (node,) = [n for n in model.graph.node if n.op_type == "LeakyRelu"]
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute} == {"alpha": pytest.approx(alpha)}
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(64, 4)) * 4, columns=run.encoding.features)
+    compare(run_onnx(path, frame), run.predict(frame), run, f"leaky_relu alpha={alpha}")
 
 
 def test_a_layer_without_exporter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
