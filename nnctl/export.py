@@ -23,7 +23,7 @@ from nnctl.errors import NnctlError, RunError
 from nnctl.files import write_output
 from nnctl.layers import Input, LeakyReLU, Module
 from nnctl.run import Run
-from nnctl.tabular import Categorical, Preprocessing
+from nnctl.tabular import Categorical
 from nnctl.task import THRESHOLD
 
 try:  # the optional extra: `nnctl export` says how to install it
@@ -160,14 +160,10 @@ def _value(name: str, elem_type: int, shape: list[Any]) -> Any:
     return helper.make_tensor_value_info(name, elem_type, shape)
 
 
-def _preprocessing(run: Run) -> Preprocessing:
-    return run.encoding.preprocessing or Preprocessing(list(run.encoding.features))
-
-
 def _encoded_inputs(run: Run, graph: Graph) -> tuple[str, list[Any]]:
     """The graph inputs (`features` for the numeric columns, one [N, 1] input per categorical column) and the
     tensor they become: missing numbers filled, categories one-hot encoded, concatenated in the network's order."""
-    pre = _preprocessing(run)
+    pre = run.preprocessing
     inputs, pieces = [], []
     taken = {"probabilities", "label", "predictions"} | ({"features"} if pre.numeric else set())
     clash = next((c.column for c in pre.categorical if c.column in taken), None)
@@ -220,13 +216,14 @@ def _one_hot(encoder: Categorical, strings: bool, graph: Graph) -> str:
     return graph.node("Cast", [hits], f"{encoder.column}_one_hot", to=TensorProto.FLOAT)
 
 
-def metadata(run: Run) -> dict[str, str]:
-    """`metadata_props`: features (the `features` input's columns), inputs (in order) and each categorical input's
-    categories, classes (one label column) or targets (JSON lists), objective, nnctl_version."""
-    enc, pre = run.encoding, _preprocessing(run)
+def metadata(run: Run, inputs: list[Any]) -> dict[str, str]:
+    """`metadata_props`: features (the `features` input's columns), the graph's `inputs` (in order) and each
+    categorical input's categories, classes (one label column) or targets (JSON lists), objective, nnctl_version
+    (the exporting nnctl's)."""
+    enc, pre = run.encoding, run.preprocessing
     props = {"features": json.dumps(pre.numeric)}
     if pre.categorical:  # the graph's inputs, in order, and each categorical input's categories
-        props["inputs"] = json.dumps((["features"] if pre.numeric else []) + [c.column for c in pre.categorical])
+        props["inputs"] = json.dumps([value.name for value in inputs])
         props["categories"] = json.dumps({c.column: c.categories for c in pre.categorical})
     if run.task.classification and not run.task.multilabel:
         props["classes"] = json.dumps(enc.classes)
@@ -263,7 +260,7 @@ def to_onnx(run: Run) -> Any:
         producer_version=__version__,
         doc_string=f"nnctl run {name}: {run.network.objective.name}, trained in {run.network.dtype}",
     )
-    helper.set_model_props(model, metadata(run))
+    helper.set_model_props(model, metadata(run, inputs))
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -53,16 +53,20 @@ class Run:
     def task(self) -> Task:
         return self.encoding.task
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What turns raw columns into the network's inputs (an encoding without one: every feature numeric, as it is;
+        a run loaded from its directory always has one)."""
+        return self.encoding.preprocessing or Preprocessing(list(self.encoding.features))
+
     def outputs(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> np.ndarray:
         """ŷ (N, K) for a frame holding the feature columns (any order; extra columns ignored), encoded as in
         training (nnctl.tabular), in the targets' own units. `warn` receives each warning about the data (values
         not seen in training); by default they are Python warnings."""
-        enc = self.encoding
-        preprocessing = enc.preprocessing or Preprocessing(list(enc.features))
-        X, notes = preprocessing.encode_frame(frame, source, self.network.dtype)
+        X, notes = self.preprocessing.encode_frame(frame, source, self.network.dtype)
         for note in notes:
             (warn or _python_warning)(note)
-        return model_outputs(self.network, enc, X)
+        return model_outputs(self.network, self.encoding, X)
 
     def predict(self, frame: pd.DataFrame, source: str = "data", warn: Warn | None = None) -> pd.DataFrame:
         """The prediction columns of docs/reference.md#predict, one row per input row in order."""

@@ -273,6 +273,18 @@ def test_regression_metadata_names_targets(tmp_path: Path) -> None:
     assert json.loads(props["targets"]) == ["progression"] and props["objective"] == "squared_error"
 
 
+@pytest.mark.parametrize("numeric", [True, False])
+def test_categorical_metadata_names_the_graph_inputs(numeric: bool, tmp_path: Path) -> None:
+    overrides = ["training.epochs=2"] + ([] if numeric else ["data.features=[island, sex]"])
+    config = nnctl.load_config(ROOT / "configs" / "penguins.yaml", overrides)
+    model = to_onnx(load_run(train(config, out=tmp_path / "p").path))
+    props = {p.key: p.value for p in model.metadata_props}
+    inputs = (["features"] if numeric else []) + ["island", "sex"]
+    assert [value.name for value in model.graph.input] == json.loads(props["inputs"]) == inputs
+    assert json.loads(props["categories"]) == {"island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"]}
+    assert (json.loads(props["features"]) != []) == numeric
+
+
 def test_export_errors_exit_2(iris_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "export", iris_run, "--format", "tflite")
     assert code == 2 and "unknown format 'tflite'; expected onnx" in err
