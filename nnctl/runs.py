@@ -48,6 +48,12 @@ class RunRecord:
         return "finished" if raw in FINISHED else raw
 
     @property
+    def epochs(self) -> int:
+        """Epochs completed: model.json's count, else history.csv's rows."""
+        epochs = self.meta.get("epochs_completed")
+        return epochs if isinstance(epochs, int) else len(self.history)
+
+    @property
     def best_epoch(self) -> int | None:
         best = self.meta.get("best_epoch")
         return best if isinstance(best, int) and best > 0 else None
@@ -61,20 +67,24 @@ class RunRecord:
     @property
     def metrics(self) -> dict[str, Any]:
         """Epochs, best epoch, the losses and metrics at the best epoch, training seconds."""
-        epochs = self.meta.get("epochs_completed")
         out: dict[str, Any] = {
             "status": self.status,
-            "epochs": epochs if isinstance(epochs, int) else len(self.history),
+            "epochs": self.epochs,
             "best_epoch": self.best_epoch,
         }
         metric = "rmse" if self.meta.get("task") == "regression" else "accuracy"  # as nnctl.task names it
         columns = ["train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}"]
         out.update(dict.fromkeys(columns))  # empty when no epoch finished
         out.update({k: v for k, v in self.best.items() if k not in ("epoch", "learning_rate", "grad_norm", "seconds")})
-        out["seconds"] = round(sum(r.get("seconds") or 0.0 for r in self.history), 3) if self.history else None
+        out["seconds"] = round(self.seconds, 3) if self.seconds is not None else None
         if self.test is not None:  # the headline test figure, next to the validation one
             out[f"test_{metric}"] = self.test.get(metric)
         return out
+
+    @property
+    def seconds(self) -> float | None:
+        """Training time: the sum of history.csv's `seconds` (None without a history)."""
+        return sum(r.get("seconds") or 0.0 for r in self.history) if self.history else None
 
     @property
     def created(self) -> str | None:
@@ -111,8 +121,15 @@ def natural_key(path: Path) -> list[Any]:
 
 
 def read_run(path: Path, name: str | None = None) -> RunRecord:
-    """One run's model.json, config.yaml (flattened) and history.csv; a broken model.json is a RunError."""
+    """One run's model.json, config.yaml (flattened), history.csv and test_metrics.json; a broken model.json is a
+    RunError."""
     path = Path(path)
+    meta = read_meta(path)
+    return RunRecord(path, name or path.name, meta, flatten(_read_config(path)), read_history(path), _read_test(path))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A run's model.json; a missing or broken one is a RunError."""
     if not (path / MODEL_JSON).is_file():
         raise RunError(f"{path}: not a run directory ({MODEL_JSON} not found)")
     try:
@@ -121,7 +138,7 @@ def read_run(path: Path, name: str | None = None) -> RunRecord:
         raise RunError(f"{path / MODEL_JSON}: unreadable: {exc}") from None
     if not isinstance(meta, dict):
         raise RunError(f"{path / MODEL_JSON}: expected a JSON object")
-    return RunRecord(path, name or path.name, meta, flatten(_read_config(path)), _read_history(path), _read_test(path))
+    return meta
 
 
 def _read_test(path: Path) -> dict[str, Any] | None:
@@ -145,7 +162,8 @@ def _read_config(path: Path) -> Any:
     return config
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """A run's history.csv, one dict per epoch (numbers as numbers, NaN and empty cells as None); [] if unreadable."""
     try:
         with open(path / HISTORY_CSV, newline="", encoding="utf-8") as f:
             return [{k: _number(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)]

@@ -18,6 +18,7 @@ from nnctl.errors import RunError
 from nnctl.files import atomic_write, read_json
 from nnctl.run import HISTORY_CSV, MODEL_JSON
 from nnctl.rundir import RunDirectory
+from nnctl.runs import RunRecord, read_history, read_meta
 from nnctl.sweep import FINISHED, SweepPlan
 from nnctl.sweepconfig import Trial, yaml_text
 from nnctl.yamlfile import dump_yaml, parse_yaml, read_yaml
@@ -155,23 +156,18 @@ def pending_row(plan: SweepPlan, trial: Trial) -> dict[str, Any]:
 
 
 def run_row(plan: SweepPlan, trial: Trial, run: Path, status: str, error: str = "") -> dict[str, Any]:
-    """A trial's row from its run directory: epochs, best epoch, the history row of the best epoch, seconds."""
+    """A trial's row from its run directory, read as `nnctl runs` reads a run (model.json and history.csv only):
+    epochs, best epoch, the history row of the best epoch, seconds."""
     row = pending_row(plan, trial) | {"status": status, "error": error}
-    if not (run / MODEL_JSON).is_file() or not (run / HISTORY_CSV).is_file():
+    if not (run / HISTORY_CSV).is_file():
         return row
     try:
-        meta = read_json(run / MODEL_JSON)
-        with open(run / HISTORY_CSV, encoding="utf-8", newline="") as file:
-            history = list(csv.DictReader(file))
-    except (RunError, OSError, csv.Error):
+        record = RunRecord(run, trial.name, read_meta(run), {}, read_history(run))
+    except RunError:
         return row
-    best = int(meta.get("best_epoch") or 0)
-    row["epochs"] = int(meta.get("epochs_completed") or 0)
-    row["best_epoch"] = best
-    if 1 <= best <= len(history):
-        row.update({column: _number(history[best - 1].get(column)) for column in plan.metric_columns})
-    row["seconds"] = sum(_number(r.get("seconds")) or 0.0 for r in history) if history else None
-    return row
+    best = record.best if record.best_epoch is not None else {}  # none (diverged at once), not the last epoch's
+    row |= {"epochs": record.epochs, "best_epoch": record.best_epoch}
+    return row | {column: best.get(column) for column in plan.metric_columns} | {"seconds": record.seconds}
 
 
 def run_status(run: Path) -> str | None:
