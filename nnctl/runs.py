@@ -25,7 +25,7 @@ from nnctl.errors import NnctlError, RunError
 MODEL_JSON, CONFIG_YAML, HISTORY_CSV = "model.json", "config.yaml", "history.csv"  # as nnctl.run names them
 TEST_METRICS_JSON = "test_metrics.json"
 SKIP_DIRS = {"checkpoint", "__pycache__"}  # never hold runs; hidden directories are skipped too
-FINISHED = {"epochs", "early_stopping", "tolerance"}  # model.json `status` values of a run that ended normally
+FINISHED = frozenset({"epochs", "early_stopping", "tolerance"})  # model.json `status` of a run that ended normally
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10× faster on many configs
 DATA_FILES = ("train", "validation", "test")  # config.yaml's `data` keys that name files
 

@@ -35,13 +35,15 @@ from nnctl.config import (
 from nnctl.errors import ConfigError, DivergenceError, NnctlError
 from nnctl.experiment import LoadedData, build_for_data, read_data
 from nnctl.network import Network
+from nnctl.runs import FINISHED
 from nnctl.schema import describe, dotted, resolve, suggest
 from nnctl.seeds import streams
 from nnctl.sweepconfig import Distribution, SweepConfig, Trial, normalized, trials
 from nnctl.task import Task
 from nnctl.train import Callback, Trainer, TrainingState
 
-FINISHED = ("epochs", "early_stopping", "tolerance")  # how a run that ran to its end stopped
+DONE = ("finished", "diverged", "failed")  # a trial that ended so: --resume never runs it again
+STATUSES = (*DONE, "interrupted", "pending")  # a trial's status (TrialOutcome, trials.csv)
 MAX_PROBLEMS_SHOWN = 3
 
 
@@ -236,7 +238,8 @@ class TrialTask:
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """How a trial ended: finished, interrupted, diverged, failed (with `error`), or pending (never started)."""
+    """How a trial ended (one of STATUSES): finished, interrupted, diverged, failed (with `error`), or pending
+    (never started)."""
 
     number: int
     status: str

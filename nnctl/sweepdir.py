@@ -18,13 +18,12 @@ from nnctl.errors import RunError
 from nnctl.files import atomic_write, read_json
 from nnctl.run import HISTORY_CSV, MODEL_JSON
 from nnctl.rundir import RunDirectory
-from nnctl.runs import RunRecord, read_history, read_meta
-from nnctl.sweep import FINISHED, SweepPlan
+from nnctl.runs import FINISHED, RunRecord, read_history, read_meta
+from nnctl.sweep import STATUSES, SweepPlan
 from nnctl.sweepconfig import Trial, yaml_text
 from nnctl.yamlfile import dump_yaml, parse_yaml, read_yaml
 
 SWEEP_YAML, SOURCE_YAML, TRIALS_CSV, TRIALS = "sweep.yaml", ".source.yaml", "trials.csv", "trials"
-STATUSES = ("finished", "diverged", "failed", "interrupted", "pending")
 
 
 def default_directory(config: Config) -> Path:

@@ -18,11 +18,9 @@ from typing import Any, Protocol
 
 from nnctl import provenance
 from nnctl.interrupt import SignalHandler
-from nnctl.sweep import PointResult, SweepPlan, TrialOutcome, TrialTask, dispatch_order, ranking
+from nnctl.sweep import DONE, PointResult, SweepPlan, TrialOutcome, TrialTask, dispatch_order, ranking
 from nnctl.sweepconfig import Trial
 from nnctl.sweepdir import SweepDirectory, pending_row, run_row, run_status
-
-DONE = ("finished", "diverged", "failed")  # a trial in one of these states is never run again
 
 
 class Backend(Protocol):
@@ -68,7 +66,7 @@ class SweepResult:
 
     @property
     def interrupted(self) -> bool:
-        return any(row["status"] in ("interrupted", "pending") for row in self.rows.values())
+        return any(row["status"] not in DONE for row in self.rows.values())  # interrupted or pending
 
     @property
     def exit_code(self) -> int:
@@ -155,7 +153,7 @@ class SweepRunner:
                 self.rows[trial.number] = row
                 continue
             status = run_status(run)
-            if status in ("finished", "diverged"):  # it ended after trials.csv was last written
+            if status in DONE:  # finished or diverged after trials.csv was last written
                 error = "training diverged (see the trial's history.csv)" if status == "diverged" else ""
                 self.rows[trial.number] = run_row(self.plan, trial, run, str(status), error)
             elif status == "interrupted":
