@@ -141,16 +141,16 @@ class SweepConfig(Schema):
             yield "trials: only used by method: random (a grid tries every combination of its lists)"
         if self.method == "random" and not self.parameters:
             yield "parameters: method random needs at least one parameter to draw"
-        n = self.size(1)
-        if n * len(self.seeds or [0]) > MAX_TRIALS:
+        n, seeds = self.size(), len(self.seeds or [0])  # no seeds given: the config's seed alone
+        if n * seeds > MAX_TRIALS:
             what = f"{self.trials} points" if self.method == "random" else f"a grid of {n:,} points"
-            yield f"{what} × {len(self.seeds or [0])} seed(s) is more than {MAX_TRIALS:,} trials; sweep fewer values"
+            yield f"{what} × {seeds} seed(s) is more than {MAX_TRIALS:,} trials; sweep fewer values"
 
-    def size(self, seeds: int) -> int:
-        """How many trials: points × seeds."""
+    def size(self) -> int:
+        """How many points: the grid's combinations, or `trials` random draws (each trained once per seed)."""
         if self.method == "random":
-            return (self.trials or 0) * seeds
-        return math.prod(len(v) if isinstance(v, list) else 1 for v in self.parameters.values()) * seeds
+            return self.trials or 0
+        return math.prod(len(v) if isinstance(v, list) else 1 for v in self.parameters.values())
 
     def to_yaml(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
