@@ -343,13 +343,12 @@ def plot(
     ] = None,
 ) -> None:
     """Learning curves of a run as a PNG; several runs overlaid, one colour each."""
-    from nnctl.files import read_json
-    from nnctl.plot import plot_comparison, plot_history
+    from nnctl.plot import plot_curves, read_curves
 
-    for run in runs:
-        if (run / "model.json").is_file():
-            _note_unfinished(read_json(run / "model.json"), run)
-    path = plot_history(runs[0], output) if len(runs) == 1 else plot_comparison(runs, output)
+    curves = read_curves(runs)  # each run's model.json and history.csv, read once
+    for run, c in zip(runs, curves, strict=True):
+        _note_unfinished(c.record.meta, run)
+    path = plot_curves(curves, output)
     out.print(f"wrote {path}", markup=False)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from nnctl.errors import NnctlError, RunError
-from nnctl.files import write_output
-from nnctl.run import HISTORY_CSV
-from nnctl.runs import iter_labels, read_run
+from nnctl.files import read_json, write_output
+from nnctl.run import HISTORY_CSV, MODEL_JSON
+from nnctl.runs import RunRecord, iter_labels, read_run
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -48,14 +48,6 @@ def sparkline(values: list[float], width: int = 40) -> str:
     return "".join(SPARKS[min(int((v - lo) / span * (len(SPARKS) - 1) + 0.5), len(SPARKS) - 1)] for v in values)
 
 
-def _best_epoch(run: Path) -> int | None:
-    """The best epoch model.json records, if any (a marker on the plot, never required)."""
-    try:
-        return int(json.loads((run / "model.json").read_text(encoding="utf-8")).get("best_epoch") or 0) or None
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
-
-
 def _pyplot() -> Any:
     try:
         import matplotlib
@@ -81,26 +73,58 @@ def plot_format(out: Path) -> str:
     return suffix
 
 
-def _loss_label(run: Path) -> str:
-    """The loss axis names the objective the run minimised (from model.json, when there is one)."""
-    try:
-        objective = json.loads((run / "model.json").read_text(encoding="utf-8")).get("objective")
-    except (OSError, ValueError, AttributeError):
-        return "loss"
+def _loss_label(meta: dict[str, Any]) -> str:
+    """The loss axis names the objective the run minimised (model.json's, when there is one)."""
+    objective = meta.get("objective")
     name = next(iter(objective)) if isinstance(objective, dict) and objective else objective
     if not isinstance(name, str):
         return "loss"
     return name if name.endswith("loss") else f"{name} loss"
 
 
-def plot_history(run: Path, out: Path | None = None) -> Path:
-    """Loss (train, validation) and the metric against epoch; returns the image's path."""
-    run = Path(run)
-    out = Path(out) if out is not None else run / "learning_curves.png"
+@dataclass
+class Curves:
+    """One run as `nnctl plot` draws it: `record` holds its name, model.json (`meta`) and, for a legend, its config;
+    `history` is history.csv, checked."""
+
+    record: RunRecord
+    history: pd.DataFrame
+
+    @property
+    def path(self) -> Path:
+        return self.record.path
+
+
+def read_curves(runs: list[Path]) -> list[Curves]:
+    """The runs' files, read for the note on an unfinished run and the figure alike. One run needs only history.csv
+    (its model.json, when it has one, names the loss and marks the best epoch): each is read once. Several are read
+    as `nnctl runs` reads them (model.json required, once; config.yaml for the legend), named by their paths relative
+    to their common parent; `runs.read_run` also reads history.csv its own lenient way, so that file is read twice."""
+    if len(runs) == 1:
+        run = Path(runs[0])
+        meta = read_json(run / MODEL_JSON) if (run / MODEL_JSON).is_file() else {}
+        return [Curves(RunRecord(run, run.name, meta, {}), read_history(run))]
+    records = [read_run(Path(r), name) for r, name in zip(runs, _names(runs), strict=True)]
+    return [Curves(record, read_history(record.path)) for record in records]
+
+
+def plot_curves(curves: list[Curves], out: Path | None = None) -> Path:
+    """One run's curves (`history_figure`; default RUN/learning_curves.png), or several runs overlaid
+    (`comparison_figure`; default ./learning_curves.png), as an image; returns its path."""
+    default = curves[0].path / "learning_curves.png" if len(curves) == 1 else Path("learning_curves.png")
+    out = Path(out) if out is not None else default
     plot_format(out)
     plt = _pyplot()
-    history = read_history(run)
-    metric = next((c[len("train_") :] for c in history.columns if c.startswith("train_") and c != "train_loss"), None)
+    if len(curves) == 1:
+        return _save(plt, history_figure(plt, curves[0]), out)
+    # saved with bbox_inches="tight", so the legend right of the panels stays in the picture
+    return _save(plt, comparison_figure(plt, curves), out, bbox_inches="tight")
+
+
+def history_figure(plt: Any, curves: Curves) -> Any:
+    """Loss (train, validation) and the metric against epoch, the best epoch marked."""
+    history, meta = curves.history, curves.record.meta
+    metric = _metric(history)
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(11 if metric else 6, 4), squeeze=False)
     loss_ax = axes[0][0]
     loss_ax.plot(history["epoch"], history["train_loss"], label="train")
@@ -108,11 +132,11 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
         loss_ax.plot(history["epoch"], history["validation_loss"], label="validation")
     losses = history[["train_loss", "validation_loss"]].to_numpy(dtype=float)
     log_scale = bool((losses[~np.isnan(losses)] > 0).all())  # late progress stays visible
-    label = _loss_label(run)
+    label = _loss_label(meta)
     loss_ax.set(xlabel="epoch", ylabel=f"{label} (log scale)" if log_scale else label, title="loss")
     if log_scale:
         loss_ax.set_yscale("log")
-    best = _best_epoch(run)
+    best = curves.record.best_epoch
     for ax in axes[0]:
         if best:
             ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best})")
@@ -124,8 +148,8 @@ def plot_history(run: Path, out: Path | None = None) -> Path:
             ax.plot(history["epoch"], history[f"validation_{metric}"], label="validation")
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.legend()
-    fig.suptitle(f"learning curves: {run.name}")
-    return _save(plt, fig, out)
+    fig.suptitle(f"learning curves: {curves.path.name}")
+    return fig
 
 
 def _save(plt: Any, fig: Any, out: Path, **options: Any) -> Path:
@@ -137,25 +161,19 @@ def _save(plt: Any, fig: Any, out: Path, **options: Any) -> Path:
     return out
 
 
-def plot_comparison(runs: list[Path], out: Path | None = None) -> Path:
-    """Several runs overlaid (`comparison_figure`) as an image: `out`, default ./learning_curves.png."""
-    plot_format(Path(out) if out is not None else Path("learning_curves.png"))
-    plt = _pyplot()
-    fig = comparison_figure(plt, runs)
-    return _save(plt, fig, Path(out) if out is not None else Path("learning_curves.png"), bbox_inches="tight")
-
-
-def comparison_figure(plt: Any, runs: list[Path]) -> Any:
+def comparison_figure(plt: Any, runs: list[Path] | list[Curves]) -> Any:
     """Several runs' loss and metric curves overlaid, one colour per run (train solid, validation dashed), each
-    run's best epoch marked with a star; the legend names the runs and, when short, the config values that differ."""
-    records = [read_run(Path(r), name) for r, name in zip(runs, _names(runs), strict=True)]
-    histories = [read_history(r.path) for r in records]
+    run's best epoch marked with a star; the legend names the runs and, when short, the config values that differ.
+    `runs`: their directories, or their files as `read_curves` read them."""
+    paths = [r for r in runs if not isinstance(r, Curves)]
+    curves = read_curves(paths) if paths else [c for c in runs if isinstance(c, Curves)]
+    records, histories = [c.record for c in curves], [c.history for c in curves]
     metrics = list(dict.fromkeys(m for h in histories if (m := _metric(h)) is not None))
     panels = ["loss", *metrics]  # one panel per metric: accuracy and RMSE never share an axis
     fig, axes = plt.subplots(1, len(panels), figsize=(1.5 + 5.5 * len(panels), 4.8), squeeze=False)
-    colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20" if len(runs) <= 20 else "viridis")
+    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20" if len(curves) <= 20 else "viridis")
     for i, (record, history, label) in enumerate(zip(records, histories, iter_labels(records), strict=True)):
-        colour = colours(i % 20 if len(runs) <= 20 else i / max(len(runs) - 1, 1))
+        colour = colours(i % 20 if len(curves) <= 20 else i / max(len(curves) - 1, 1))
         _curves(axes[0][0], history, "train_loss", "validation_loss", colour, label, record.best_epoch)
         metric = _metric(history)
         if metric is not None:
@@ -164,7 +182,8 @@ def comparison_figure(plt: Any, runs: list[Path]) -> Any:
     for ax, title in zip(axes[0], panels, strict=True):
         ax.set(xlabel="epoch", ylabel=title, title=title)
     losses = np.concatenate([h[["train_loss", "validation_loss"]].to_numpy(dtype=float).ravel() for h in histories])
-    label = _loss_label(Path(runs[0])) if len({_loss_label(Path(r)) for r in runs}) == 1 else "loss"
+    objectives = {_loss_label(r.meta) for r in records}
+    label = objectives.pop() if len(objectives) == 1 else "loss"
     axes[0][0].set(ylabel=label)
     if (losses[~np.isnan(losses)] > 0).all():
         axes[0][0].set_yscale("log")
@@ -175,8 +194,8 @@ def comparison_figure(plt: Any, runs: list[Path]) -> Any:
     fig.legend(
         handles + style, labels + ["train", "validation", "best epoch"], loc="center left", bbox_to_anchor=(1, 0.5)
     )
-    fig.suptitle(f"learning curves: {len(runs)} runs")
-    return fig  # saved with bbox_inches="tight", so the legend right of the panels stays in the picture
+    fig.suptitle(f"learning curves: {len(curves)} runs")
+    return fig
 
 
 def _names(runs: list[Path]) -> list[str]:

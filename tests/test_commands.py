@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -621,6 +623,33 @@ def test_plot_default_path_inside_the_run(cases: dict[str, Case], capsys: pytest
     assert code == 0
     png = cases["regression"].run / "learning_curves.png"
     assert png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+READS = """
+import collections, os, sys
+from nnctl.cli import main
+runs = sys.argv[1:-1]
+reads = collections.Counter()
+def count(event, args):
+    name = os.fsdecode(args[0]) if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) else ""
+    if any(name.startswith(run) for run in runs):
+        reads[os.path.relpath(name, os.path.dirname(runs[0]))] += 1
+sys.addaudithook(count)
+code = main(["plot", *runs, "-o", sys.argv[-1]])
+print(dict(reads))
+"""
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_plot_reads_each_runs_model_json_once(several: bool, cases: dict[str, Case], tmp_path: Path) -> None:
+    """model.json (the note on an unfinished run, the loss's name, the best epoch) and, for one run, history.csv."""
+    runs = [cases["binary"].run, cases["multi"].run][: 2 if several else 1]
+    args = [sys.executable, "-c", READS, *map(str, runs), str(tmp_path / "x.png")]
+    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    reads = ast.literal_eval(done.stdout.splitlines()[-1])
+    assert all(reads[f"{run.name}/model.json"] == 1 for run in runs), reads
+    if not several:
+        assert reads == {"binary/model.json": 1, "binary/history.csv": 1}
 
 
 def test_plot_without_matplotlib_says_how_to_install(
