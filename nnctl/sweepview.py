@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.cells import fmt, plain
+from nnctl.cells import fmt, plain, plural
 from nnctl.runs import flatten, short_names
 from nnctl.sweep import SweepPlan
 from nnctl.sweepconfig import Trial, normalized, yaml_text
@@ -183,7 +183,7 @@ def results_table(result: SweepResult) -> Table:
     for rank, point in enumerate(result.ranked[:TOP], 1):
         value = fmt(point.mean) if point.std is None else _mean_std(point.mean, point.std)
         if several and len(point.values) < len(plan.sweep.seeds or []):
-            value += f" ({len(point.values)} seeds)"
+            value += f" ({plural(len(point.values), 'seed')})"
         trials = ",".join(map(str, point.trials))
         table.add_row(str(rank), *(plain(_value(v)) for v in point.params.values()), value, trials)
     return table

@@ -20,6 +20,7 @@ from nnctl.data import Dataset
 from nnctl.errors import DivergenceError
 from nnctl.network import Network
 from nnctl.optimizers import Optimizer
+from nnctl.runs import FINISHED
 from nnctl.tabular import TargetScale
 from nnctl.task import Task, predicted_classes
 
@@ -66,7 +67,7 @@ class TrainingState:
 
     @property
     def finished(self) -> bool:
-        return self.stop_reason in ("epochs", "early_stopping", "tolerance")
+        return self.stop_reason in FINISHED
 
 
 # A gathered batch: inputs x, targets y in their own units, targets t the network learns (y itself unless

@@ -251,6 +251,26 @@ def test_the_view_names_swept_keys_as_nnctl_runs_heads_them(project: Path) -> No
     assert re.search(r"│ 1 │ +4 │ +2 │ +adam │ +0.01 │ +false │ +0.25 │ +1 │", console.file.getvalue())
 
 
+@pytest.mark.parametrize("finished, shown", [(1, "0.25 (1 seed)"), (2, "0.300 ± 0.071 (2 seeds)")])
+def test_a_point_missing_seeds_says_how_many_it_has(project: Path, finished: int, shown: str) -> None:
+    from rich.console import Console
+
+    from nnctl.sweep import plan_sweep, ranking
+    from nnctl.sweeprun import SweepResult
+    from nnctl.sweepview import results_table
+
+    sweep = {"parameters": {"optimizer.learning_rate": [0.01]}, "seeds": [0, 1, 2]}
+    write_config(project / "seeds.yaml", toy_config(sweep=sweep))
+    plan = plan_sweep(Path("seeds.yaml"), [])
+    rows = {
+        n: {"status": "finished", "seed": n - 1, "validation_loss": loss, "run": f"trials/{n:04d}"}
+        for n, loss in zip(range(1, finished + 1), (0.25, 0.35), strict=False)
+    }
+    console = Console(width=300, file=io.StringIO(), color_system=None)
+    console.print(results_table(SweepResult(plan, project / "s", rows, ranking(plan, rows))))
+    assert re.search(rf"│ +0.01 │ +{re.escape(shown)} │", console.file.getvalue())
+
+
 def test_every_trial_is_bit_identical_to_nnctl_train_with_its_settings(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
