@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from console import nnctl_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,8 +62,7 @@ NO_REGULARISATION = [  # digits_dropout without its dropout layers (a rate of 0 
 
 
 def nnctl() -> list[str]:
-    """The nnctl of the interpreter running this script (a `nnctl` on PATH may belong to another Python)."""
-    return [sys.executable, "-m", "nnctl"]
+    return nnctl_command()
 
 
 def test_file(config: Path) -> Path:

@@ -28,7 +28,6 @@ import argparse
 import collections
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from console import nnctl_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES, WIDTHS = [0.003, 0.001, 0.0003], [16, 32, 64, 128]
@@ -73,7 +73,7 @@ def write_config(directory: Path, epochs: int) -> Path:
 
 
 def nnctl() -> list[str]:
-    return [shutil.which("nnctl") or "nnctl"]
+    return nnctl_command()
 
 
 def timed(command: list[str], cwd: Path, sample: bool = False) -> tuple[float, dict[str, Any]]:
