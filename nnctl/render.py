@@ -317,8 +317,11 @@ def summary_parts(document: dict[str, Any]) -> list[Any]:
 def summary_table(document: dict[str, Any]) -> Table:
     """The layers of `Setup.summary()`: options, output shape and parameters of each, and their total."""
     table = Table(title="layers", title_justify="left")
-    for col in ("#", "module", "options", "output shape", "parameters"):
-        table.add_column(col, justify="right" if col in ("#", "parameters") else "left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("module", no_wrap=True)  # names and numbers whole; the options wrap, a long one folds
+    table.add_column("options", overflow="fold")
+    table.add_column("output", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
     table.add_row("", "(data)", "", f"(N, {document['n_features']})", "")
     for row in document["layers"]:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
@@ -364,14 +367,15 @@ def chain_table(chain: list[dict[str, Any]], n_features: int) -> Table:
     product = " · ".join(f"∂{f['of']}/∂{f['by']} ∈ R^{{{f['shape'][0]}×{f['shape'][1]}}}" for f in chain)
     title = f"backprop chain (one row): {product} → ∂J/∂x ∈ R^{{1×{n_features}}}"
     table = Table(title=title, title_justify="left")
-    for col in ("factor", "shape", "module", "structure"):
-        table.add_column(col)
+    for col in ("factor", "shape", "module"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("structure", overflow="fold")  # never cut: at worst a word folds
     for f in chain:
         rows, cols = f["shape"]
         structure = {
             "row": "row vector",
             "diagonal": "diagonal (element-wise)",
-            "full": "full (vector-Jacobian)",
+            "full": "full (VJP)",  # a vector-Jacobian product: the matrix is never built
             "Wᵀ": "Wᵀ (matmul)",
         }
         table.add_row(

@@ -555,7 +555,7 @@ def test_summary_table_and_chain(cases: dict[str, Case], capsys: pytest.CaptureF
     code, out, err = run_cli(capsys, "summary", cases["multi"].config)
     assert code == 0, err
     text = flat(out)
-    for word in ("module", "output shape", "parameters", "fully_connected", "softmax", "total", "(N, 8)", "(N, 3)"):
+    for word in ("module", "output", "params", "fully_connected", "softmax", "total", "(N, 8)", "(N, 3)"):
         assert word in text
     assert re.search(r"total\b.*\b67\b", out)
     assert "∂J/∂ŷ ∈ R^{1×3} · ∂ŷ/∂h4 ∈ R^{3×3} · ∂h4/∂h3 ∈ R^{3×8} · ∂h3/∂h2 ∈ R^{8×8}" in text

@@ -72,6 +72,20 @@ def test_the_training_summary_fits(width: int) -> None:
     assert "(epoch mean)" in out and "weights restored" in out
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_summary_cuts_nothing(width: int) -> None:
+    """A deep stack (digits_dropout: 10 modules, 256-unit shapes): every table of `nnctl summary` fits."""
+    from nnctl.config import load_config
+    from nnctl.experiment import set_up
+    from nnctl.render import summary_parts
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "digits_dropout.yaml"
+    out = "".join(rendered(part, width) for part in summary_parts(set_up(load_config(config)).summary()))
+    assert "…" not in out and all(len(line) <= width for line in out.splitlines())
+    for whole in ("fully_connected", "cross_entropy", "R^{256×256}", "full (VJP)", "85,002"):
+        assert whole in out
+
+
 def test_a_log_has_about_a_hundred_lines_plus_the_best_and_the_last() -> None:
     file = io.StringIO()
     display = TrainingDisplay(Console(file=file, width=100), quiet=False)
