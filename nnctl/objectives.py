@@ -52,11 +52,13 @@ class SquaredError(Objective):
     name = "squared_error"
 
     def per_row(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-        r = y - yhat
-        return (r * r).sum(axis=1)
+        r = y - yhat  # (N, K), squared in place
+        return np.multiply(r, r, out=r).sum(axis=1)
 
     def gradient(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-        return -2 * (y - yhat)
+        r = y - yhat  # (N, K), scaled in place: one array, not two
+        r *= -2
+        return r
 
 
 class LogLoss(Objective):

@@ -70,8 +70,8 @@ class Task:
         """A batch's share of the metric: correct predictions, or the sum of squared errors."""
         if self.classification:
             return self.hits(Y, yhat)
-        r = Y - yhat
-        return float(np.add.reduce((r * r).ravel()))
+        r = Y - yhat  # (N, K), squared in place
+        return float(np.add.reduce(np.multiply(r, r, out=r).ravel()))
 
     def metric_value(self, total: float, rows: int) -> float:
         """The metric from the shares of `rows` rows: accuracy, or RMSE pooled over every target."""
