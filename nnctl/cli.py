@@ -182,11 +182,7 @@ def evaluate(
     model = _load(run)
     result = model.evaluate(read_table(csv, "DATA"), str(csv), _warn)
     if is_training_file(model.meta, csv):
-        err.print(
-            f"warning: {csv} is byte-identical to the file {run} trained on; these are training scores, "
-            "not held-out ones",
-            markup=False,
-        )
+        _warn(f"{csv} is byte-identical to the file {run} trained on; these are training scores, not held-out ones")
     if as_json:
         _print_json(result)
         return
@@ -195,7 +191,7 @@ def evaluate(
 
 
 def _warn(message: str) -> None:
-    """A warning from the library (values not seen in training), on stderr."""
+    """A warning from the library (values not seen in training, a config's, an unreadable run), on stderr."""
     err.print(f"warning: {message}", markup=False)
 
 
@@ -318,7 +314,7 @@ def summary(
 
     setup = set_up(load_config(config, set_))
     for warning in setup.warnings:
-        err.print(f"warning: {warning}", markup=False)
+        _warn(warning)
     document = setup.summary()
     if as_json:
         _print_json(document)
@@ -420,7 +416,7 @@ def runs_(
 
     records, warnings = list_runs(directory)
     for warning in warnings:
-        err.print(f"warning: {warning}", markup=False)
+        _warn(warning)
     rows, keys = table_rows(records)
     short = short_names(keys, all_keys(records))  # the table's headers, which --sort also takes
     if sort is not None:
