@@ -195,8 +195,10 @@ def _warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False)
 
 
-def _read_input(csv: Path, read_table: Any) -> Any:
+def _read_input(csv: Path) -> Any:
     """The data file at `csv`, or a CSV on standard input for `-` (kept in a temporary file while it is parsed)."""
+    from nnctl.loading import read_table
+
     if str(csv) != "-":
         return read_table(csv, "DATA")
     import tempfile
@@ -245,10 +247,9 @@ def predict(
 ) -> None:
     """Predictions for every row of a data file (or of a CSV on standard input), as CSV."""
     from nnctl.files import write_output
-    from nnctl.loading import read_table
 
     model = _load(run)
-    frame = _read_input(csv, read_table)
+    frame = _read_input(csv)
     text = model.with_predictions(frame, str(csv), _warn).to_csv(index=False)
     if output is None:
         sys.stdout.write(text)
