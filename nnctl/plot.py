@@ -113,12 +113,12 @@ def plot_curves(curves: list[Curves], out: Path | None = None) -> Path:
     (`comparison_figure`; default ./learning_curves.png), as an image; returns its path."""
     default = curves[0].path / "learning_curves.png" if len(curves) == 1 else Path("learning_curves.png")
     out = Path(out) if out is not None else default
-    plot_format(out)
+    image = plot_format(out)  # checked before matplotlib is imported
     plt = _pyplot()
     if len(curves) == 1:
-        return _save(plt, history_figure(plt, curves[0]), out)
+        return _save(plt, history_figure(plt, curves[0]), out, image)
     # saved with bbox_inches="tight", so the legend right of the panels stays in the picture
-    return _save(plt, comparison_figure(plt, curves), out, bbox_inches="tight")
+    return _save(plt, comparison_figure(plt, curves), out, image, bbox_inches="tight")
 
 
 def history_figure(plt: Any, curves: Curves) -> Any:
@@ -152,10 +152,10 @@ def history_figure(plt: Any, curves: Curves) -> Any:
     return fig
 
 
-def _save(plt: Any, fig: Any, out: Path, **options: Any) -> Path:
+def _save(plt: Any, fig: Any, out: Path, image: str, **options: Any) -> Path:
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=plot_format(out), dpi=100, **options)
+    fig.savefig(buffer, format=image, dpi=100, **options)
     plt.close(fig)
     write_output(out, buffer.getvalue(), "plot")
     return out
