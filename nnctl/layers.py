@@ -305,8 +305,10 @@ class Logistic(Activation):
         return np.exp(-np.logaddexp(0, -z))
 
     def gradient(self) -> np.ndarray:
-        g = self._g
-        return g * (1 - g) + self.epsilon
+        t = 1 - self._g  # (N, K), the one array: then g(1 − g) + ε in place
+        t *= self._g
+        t += self.epsilon
+        return t
 
 
 class Tanh(Activation):
@@ -318,8 +320,10 @@ class Tanh(Activation):
         return np.tanh(z)
 
     def gradient(self) -> np.ndarray:
-        g = self._g
-        return 1 - g * g + self.epsilon
+        t = self._g * self._g  # (N, K), the one array: then 1 − g² + ε in place
+        np.subtract(1, t, out=t)
+        t += self.epsilon
+        return t
 
 
 class Softmax(Activation):
