@@ -362,6 +362,14 @@ def features_table(described: dict[str, Any]) -> Table:
     return table
 
 
+STRUCTURES = {  # a Jacobian factor's structure, as chain_table names it
+    "row": "row vector",
+    "diagonal": "diagonal (element-wise)",
+    "full": "full (VJP)",  # a vector-Jacobian product: the matrix is never built
+    "Wᵀ": "Wᵀ (matmul)",
+}
+
+
 def chain_table(chain: list[dict[str, Any]], n_features: int) -> Table:
     """Backprop's product for one row, objective first, as the course checks it: shapes must chain."""
     product = " · ".join(f"∂{f['of']}/∂{f['by']} ∈ R^{{{f['shape'][0]}×{f['shape'][1]}}}" for f in chain)
@@ -372,14 +380,11 @@ def chain_table(chain: list[dict[str, Any]], n_features: int) -> Table:
     table.add_column("structure", overflow="fold")  # never cut: at worst a word folds
     for f in chain:
         rows, cols = f["shape"]
-        structure = {
-            "row": "row vector",
-            "diagonal": "diagonal (element-wise)",
-            "full": "full (VJP)",  # a vector-Jacobian product: the matrix is never built
-            "Wᵀ": "Wᵀ (matmul)",
-        }
         table.add_row(
-            f"∂{f['of']}/∂{f['by']}", f"R^{{{rows}×{cols}}}", f["module"], structure.get(f["structure"], f["structure"])
+            f"∂{f['of']}/∂{f['by']}",
+            f"R^{{{rows}×{cols}}}",
+            f["module"],
+            STRUCTURES.get(f["structure"], f["structure"]),
         )
     return table
 
