@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import csv
 import gzip
+import itertools
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -72,19 +73,68 @@ def check_file(path: Path, what: str) -> None:
         raise DataError(f"{what}: {path} is a device, expected a data file (.csv, .csv.gz or .parquet)")
 
 
-def columns(path: Path, what: str) -> list[str]:
-    """The file's column names, in order; a repeated name is a DataError."""
+@dataclass
+class DataFile:
+    """A data file as its header (CSV) or footer (Parquet) describes it, read once and shared by every step
+    that reads the file: its column names and, for Parquet, the open file and each row group's first row
+    (the row count last)."""
+
+    path: Path
+    what: str
+    names: list[str]
+    parquet: Any = None  # pyarrow.parquet.ParquetFile; None for a CSV
+    starts: list[int] | None = None
+
+    @property
+    def at(self) -> RowText:
+        """How messages name a row of this file: its CSV line, or its Parquet row group."""
+        if self.starts is None:
+            return csv_row
+        bounds = self.starts
+        return lambda row: f"row {row + 1} (row group {bisect.bisect_right(bounds, row) - 1})"
+
+    def count_rows(self) -> int:
+        """The rows of the file, or for a CSV an upper bound: its newlines + 1 (a .gz file is decompressed to
+        count)."""
+        if self.starts is not None:
+            return self.starts[-1]
+        count = 1
+        path, gzipped = self.path, file_format(self.path) == "csv.gz"
+        with csv_errors(path, self.what), gzip.open(path, "rb") if gzipped else open(path, "rb") as file:
+            while block := file.read(BLOCK):
+                count += block.count(b"\n")
+        return count
+
+    def row_groups(self) -> Iterator[RowGroup]:
+        """A Parquet file's row groups in order. Columns are decoded one at a time from there, so memory holds
+        one column of one row group, however large the groups are."""
+        assert self.parquet is not None and self.starts is not None
+        for g, (start, end) in enumerate(itertools.pairwise(self.starts)):
+            yield RowGroup(self.parquet, g, start, end - start, self.path, self.what)
+
+
+def open_file(path: Path, what: str) -> DataFile:
+    """A data file's header (or Parquet footer): its column names; a repeated name is a DataError."""
     check_file(path, what)
     if file_format(path) == "parquet":
-        names = list(_parquet_file(path, what).schema_arrow.names)
-        repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        parquet = _parquet_file(path, what)
+        metadata = parquet.metadata
+        starts = [0]
+        for g in range(metadata.num_row_groups):
+            starts.append(starts[-1] + metadata.row_group(g).num_rows)
+        found = DataFile(path, what, list(parquet.schema_arrow.names), parquet, starts)
     else:
         with csv_errors(path, what), _open_csv(path) as file:
-            names = csv_header(file, path, what)
-        repeated = repeated_name(names)
+            found = DataFile(path, what, csv_header(file, path, what))
+    repeated = repeated_name(found.names)
     if repeated is not None:
         raise DataError(f"{what}: {path} has a repeated column name: {repeated!r}; expected unique names")
-    return names
+    return found
+
+
+def columns(path: Path, what: str) -> list[str]:
+    """The file's column names, in order; a repeated name is a DataError."""
+    return open_file(path, what).names
 
 
 def _open_csv(path: Path) -> IO[str]:
@@ -120,41 +170,6 @@ def csv_chunks(path: Path, names: list[str], what: str, chunk_rows: int | None =
         for frame in reader:
             yield Chunk(frame[names].reset_index(drop=True), start, csv_row)
             start += len(frame)
-
-
-def row_group_starts(path: Path, what: str) -> list[int] | None:
-    """The first row of each Parquet row group, and the row count last; None for a CSV."""
-    if file_format(path) != "parquet":
-        return None
-    metadata = _parquet_file(path, what).metadata
-    starts = [0]
-    for g in range(metadata.num_row_groups):
-        starts.append(starts[-1] + metadata.row_group(g).num_rows)
-    return starts
-
-
-def row_text(path: Path, what: str, starts: list[int] | None = None) -> RowText:
-    """How messages name a row of this file: its CSV line, or its Parquet row group (from `starts`, as
-    `row_group_starts` gives them, when known)."""
-    if file_format(path) != "parquet":
-        return csv_row
-    bounds = starts if starts is not None else row_group_starts(path, what) or [0]
-
-    def at(row: int) -> str:
-        return f"row {row + 1} (row group {bisect.bisect_right(bounds, row) - 1})"
-
-    return at
-
-
-def count_rows(path: Path, what: str) -> int:
-    """The rows of a file, or for a CSV an upper bound: its newlines + 1 (a .gz file is decompressed to count)."""
-    if file_format(path) == "parquet":
-        return int(_parquet_file(path, what).metadata.num_rows)
-    count = 1
-    with csv_errors(path, what), gzip.open(path, "rb") if file_format(path) == "csv.gz" else open(path, "rb") as file:
-        while block := file.read(BLOCK):
-            count += block.count(b"\n")
-    return count
 
 
 def read_whole(path: Path, what: str) -> pd.DataFrame:
@@ -245,14 +260,3 @@ class RowGroup:
     def read(self, names: list[str]) -> pd.DataFrame:
         with parquet_errors(self.path, self.what):
             return _plain(self.file.read_row_group(self.index, columns=names, use_threads=False)).to_pandas()
-
-
-def row_groups(path: Path, what: str) -> Iterator[RowGroup]:
-    """A Parquet file's row groups in order. Columns are decoded one at a time from there, so memory holds one
-    column of one row group, however large the groups are."""
-    parquet = _parquet_file(path, what)
-    start = 0
-    for g in range(parquet.metadata.num_row_groups):
-        rows = parquet.metadata.row_group(g).num_rows
-        yield RowGroup(parquet, g, start, rows, path, what)
-        start += rows

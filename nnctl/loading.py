@@ -84,33 +84,30 @@ def load_file(
         return _load_stream(path, targets, features, dtype, what, missing_ok)
     # The columns as resolved (not as asked for): a config naming them and one leaving them to the file share
     # one cache entry (a resumed run's config.yaml names them).
-    features = resolve_features(formats.columns(path, what), str(path), targets, features)
+    stamp = _stamp(path)  # before the file is opened: a Parquet file stays open from its footer to its last row
+    file = formats.open_file(path, what)  # the header, or the Parquet footer: read once
+    features = resolve_features(file.names, str(path), targets, features)
     if cache is None:
-        sink = MemorySink(formats.count_rows(path, what), len(features), dtype)
-        parsed = _parse(path, features, targets, what, sink, chunk_rows, missing_ok)
-        return LoadedFile(path, sink.finish(), decode_targets(parsed), features, formats.row_text(path, what))
-    stamp = _stamp(path)
+        sink = MemorySink(file.count_rows(), len(features), dtype)
+        parsed = _parse(file, features, targets, sink, chunk_rows, missing_ok)
+        return LoadedFile(path, sink.finish(), decode_targets(parsed), features, file.at)
     try:
         sha = file_sha256(path, cache / MEMO)
     except OSError as exc:
         raise DataError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     key = entry_key(sha, features, targets, dtype, missing_ok)
     try:
-        entry = lookup(cache, key) or _build(
-            path, targets, features, dtype, what, cache, key, chunk_rows, stamp, missing_ok
-        )
+        entry = lookup(cache, key) or _build(file, targets, features, dtype, cache, key, chunk_rows, stamp, missing_ok)
     except OSError as exc:
         raise _unusable(cache, exc, what) from None
-    at = formats.row_text(path, what, entry.meta.get("row_groups"))
-    return LoadedFile(path, entry.X, decode_targets(entry.targets), entry.meta["features"], at, entry.path)
+    return LoadedFile(path, entry.X, decode_targets(entry.targets), entry.meta["features"], file.at, entry.path)
 
 
 def _build(
-    path: Path,
+    file: formats.DataFile,
     targets: list[str],
     features: list[str],
     dtype: Any,
-    what: str,
     cache: Path,
     key: str,
     chunk_rows: int | None,
@@ -118,16 +115,10 @@ def _build(
     missing_ok: bool = False,
 ) -> Entry:
     """Parse the file into a new cache entry (`features` resolved) and open it."""
-    resolved = features
-    meta = {
-        "source": str(path.resolve()),
-        "size": path.stat().st_size,
-        "features": resolved,
-        "targets": targets,
-        "row_groups": formats.row_group_starts(path, what),
-    }
-    with EntryWriter(cache, key, meta, len(resolved), dtype) as writer:
-        packed = _parse(path, resolved, targets, what, writer, chunk_rows, missing_ok)
+    path, what = file.path, file.what
+    meta = {"source": str(path.resolve()), "size": path.stat().st_size, "features": features, "targets": targets}
+    with EntryWriter(cache, key, meta, len(features), dtype) as writer:
+        packed = _parse(file, features, targets, writer, chunk_rows, missing_ok)
         if _stamp(path) != stamp:  # the bytes parsed may not be the bytes hashed: file nothing under that key
             raise DataError(f"{what}: {path} changed while it was being read; run again once it is written")
         entry = lookup(cache, writer.finish(packed).name)
@@ -198,17 +189,17 @@ class MemorySink:
 
 
 def _parse(
-    path: Path,
+    file: formats.DataFile,
     features: list[str],
     targets: list[str],
-    what: str,
     sink: Sink,
     chunk_rows: int | None,
     missing_ok: bool = False,
 ) -> dict[str, np.ndarray]:
     """The file's features into the sink; returns its target columns packed (`pack_targets`)."""
-    if formats.file_format(path) == "parquet":
-        return _parse_parquet(path, features, targets, what, sink, missing_ok)
+    if file.parquet is not None:
+        return _parse_parquet(file, features, targets, sink, missing_ok)
+    path, what = file.path, file.what
     parts: list[pd.DataFrame] = []
     source = str(path)
     for chunk in formats.csv_chunks(path, features + targets, what, chunk_rows):
@@ -230,14 +221,14 @@ def _parse(
 
 
 def _parse_parquet(
-    path: Path, features: list[str], targets: list[str], what: str, sink: Sink, missing_ok: bool = False
+    file: formats.DataFile, features: list[str], targets: list[str], sink: Sink, missing_ok: bool = False
 ) -> dict[str, np.ndarray]:
-    """Parquet, one column of one row group at a time, into the whole matrix (its row count is in the file)."""
-    X, at, source = sink.matrix(formats.count_rows(path, what)), formats.row_text(path, what), str(path)
+    """Parquet, one column of one row group at a time, into the whole matrix (its row count is in the footer)."""
+    X, at, source = sink.matrix(file.count_rows()), file.at, str(file.path)
     if len(X) == 0:
-        raise DataError(f"{what}: {path} has no rows")
+        raise DataError(f"{file.what}: {file.path} has no rows")
     parts = []
-    for group in formats.row_groups(path, what):
+    for group in file.row_groups():
         rows, local = slice(group.start, group.start + group.rows), _offset(at, group.start)
         for j, name in enumerate(features):
             numeric_column(group.read([name])[name], name, source, X[rows, j], local, True, missing_ok)
