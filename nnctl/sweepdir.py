@@ -15,7 +15,7 @@ from typing import Any
 
 from nnctl.config import Config, relative_data_paths
 from nnctl.errors import RunError
-from nnctl.files import atomic_write, read_json
+from nnctl.files import atomic_write
 from nnctl.run import HISTORY_CSV, MODEL_JSON
 from nnctl.rundir import RunDirectory
 from nnctl.runs import FINISHED, RunRecord, read_history, read_meta
@@ -154,29 +154,34 @@ def pending_row(plan: SweepPlan, trial: Trial) -> dict[str, Any]:
     return row | {"run": f"{TRIALS}/{trial.name}", "error": ""}
 
 
-def run_row(plan: SweepPlan, trial: Trial, run: Path, status: str, error: str = "") -> dict[str, Any]:
-    """A trial's row from its run directory, read as `nnctl runs` reads a run (model.json and history.csv only):
-    epochs, best epoch, the history row of the best epoch, seconds."""
-    row = pending_row(plan, trial) | {"status": status, "error": error}
-    if not (run / HISTORY_CSV).is_file():
-        return row
+def run_record(run: Path) -> RunRecord | None:
+    """A trial's run directory read as `nnctl runs` reads a run (model.json and history.csv only, each once);
+    None without a readable model.json."""
+    if not (run / MODEL_JSON).is_file():
+        return None
     try:
-        record = RunRecord(run, trial.name, read_meta(run), {}, read_history(run))
+        return RunRecord(run, run.name, read_meta(run), {}, read_history(run))
     except RunError:
+        return None
+
+
+def run_row(plan: SweepPlan, trial: Trial, record: RunRecord | None, status: str, error: str = "") -> dict[str, Any]:
+    """A trial's row from its run directory (`run_record`): epochs, best epoch, the history row of the best epoch,
+    seconds."""
+    row = pending_row(plan, trial) | {"status": status, "error": error}
+    if record is None or not (record.path / HISTORY_CSV).is_file():
         return row
     best = record.best if record.best_epoch is not None else {}  # none (diverged at once), not the last epoch's
     row |= {"epochs": record.epochs, "best_epoch": record.best_epoch}
     return row | {column: best.get(column) for column in plan.metric_columns} | {"seconds": record.seconds}
 
 
-def run_status(run: Path) -> str | None:
-    """How a trial's run directory stands: finished, interrupted (or killed: resumable), diverged, or None."""
-    if not (run / "checkpoint").is_dir() or not (run / MODEL_JSON).is_file():
+def run_status(record: RunRecord | None) -> str | None:
+    """How a trial's run directory (`run_record`) stands: finished, interrupted (or killed: resumable), diverged, or
+    None (no checkpoint)."""
+    if record is None or not (record.path / "checkpoint").is_dir():
         return None
-    try:
-        status = read_json(run / MODEL_JSON).get("status")
-    except RunError:
-        return None
+    status = record.meta.get("status")
     if status in FINISHED:
         return "finished"
     return "diverged" if status == "diverged" else "interrupted"

@@ -20,7 +20,7 @@ from nnctl import provenance
 from nnctl.interrupt import SignalHandler
 from nnctl.sweep import DONE, PointResult, SweepPlan, TrialOutcome, TrialTask, dispatch_order, ranking
 from nnctl.sweepconfig import Trial
-from nnctl.sweepdir import SweepDirectory, pending_row, run_row, run_status
+from nnctl.sweepdir import SweepDirectory, pending_row, run_record, run_row, run_status
 
 
 class Backend(Protocol):
@@ -148,16 +148,17 @@ class SweepRunner:
         recorded = self.directory.read_trials(self.plan)
         todo = []
         for trial in self.plan.trials:
-            row, run = recorded.get(trial.number), self.directory.trial_path(trial)
+            row = recorded.get(trial.number)
             if row is not None and row["status"] in DONE:
                 self.rows[trial.number] = row
                 continue
-            status = run_status(run)
+            record = run_record(self.directory.trial_path(trial))
+            status = run_status(record)
             if status in DONE:  # finished or diverged after trials.csv was last written
                 error = "training diverged (see the trial's history.csv)" if status == "diverged" else ""
-                self.rows[trial.number] = run_row(self.plan, trial, run, str(status), error)
+                self.rows[trial.number] = run_row(self.plan, trial, record, str(status), error)
             elif status == "interrupted":
-                self.rows[trial.number] = run_row(self.plan, trial, run, "interrupted")
+                self.rows[trial.number] = run_row(self.plan, trial, record, "interrupted")
                 todo.append((trial, True))
             else:
                 todo.append((trial, False))
@@ -173,8 +174,8 @@ class SweepRunner:
         if outcome.status == "pending":
             row = self.rows.get(trial.number) or pending_row(self.plan, trial)
         else:
-            run = self.directory.trial_path(trial)
-            row = run_row(self.plan, trial, run, outcome.status, outcome.error)
+            record = run_record(self.directory.trial_path(trial))
+            row = run_row(self.plan, trial, record, outcome.status, outcome.error)
         self.rows[trial.number] = row
         self.directory.write_trials(self.plan, self.rows)
         self.callback.on_trial_end(trial, row)
