@@ -302,7 +302,10 @@ class Logistic(Activation):
 
     def activate(self, z: np.ndarray) -> np.ndarray:
         # 1/(1+e^{-z}) = exp(−log(1 + e^{−z})): logaddexp never overflows, so |z| up to 1e4 is quiet.
-        return np.exp(-np.logaddexp(0, -z))
+        t = np.negative(z)  # (N, K), the one array: every step below is in place
+        np.logaddexp(0, t, out=t)
+        np.negative(t, out=t)
+        return np.exp(t, out=t)
 
     def gradient(self) -> np.ndarray:
         t = 1 - self._g  # (N, K), the one array: then g(1 − g) + ε in place
