@@ -87,7 +87,7 @@ class SweepDirectory:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for trial in plan.trials:
-            row = rows.get(trial.number) or pending_row(plan, trial)
+            row = rows.get(trial.number) or pending_row(trial)
             writer.writerow([_cell(row.get(column), column in plan.sweep.parameters) for column in columns])
         self._write(TRIALS_CSV, buffer.getvalue())
 
@@ -149,7 +149,7 @@ def trial_columns(plan: SweepPlan) -> list[str]:
     ]
 
 
-def pending_row(plan: SweepPlan, trial: Trial) -> dict[str, Any]:
+def pending_row(trial: Trial) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": trial.number, "status": "pending", "seed": trial.seed, **trial.params}
     return row | {"run": f"{TRIALS}/{trial.name}", "error": ""}
 
@@ -168,7 +168,7 @@ def run_record(run: Path) -> RunRecord | None:
 def run_row(plan: SweepPlan, trial: Trial, record: RunRecord | None, status: str, error: str = "") -> dict[str, Any]:
     """A trial's row from its run directory (`run_record`): epochs, best epoch, the history row of the best epoch,
     seconds."""
-    row = pending_row(plan, trial) | {"status": status, "error": error}
+    row = pending_row(trial) | {"status": status, "error": error}
     if record is None or not (record.path / HISTORY_CSV).is_file():
         return row
     best = record.best if record.best_epoch is not None else {}  # none (diverged at once), not the last epoch's

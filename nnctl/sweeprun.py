@@ -172,7 +172,7 @@ class SweepRunner:
         """A trial ended (from a backend): its row from its run directory, trials.csv rewritten."""
         trial = self.trials[outcome.number]
         if outcome.status == "pending":
-            row = self.rows.get(trial.number) or pending_row(self.plan, trial)
+            row = self.rows.get(trial.number) or pending_row(trial)
         else:
             record = run_record(self.directory.trial_path(trial))
             row = run_row(self.plan, trial, record, outcome.status, outcome.error)
@@ -209,7 +209,7 @@ def run_sweep(
             runner.run(resuming=resume is not None)
         finally:
             directory.release()
-    rows = {trial.number: runner.rows.get(trial.number) or pending_row(plan, trial) for trial in plan.trials}
+    rows = {trial.number: runner.rows.get(trial.number) or pending_row(trial) for trial in plan.trials}
     received = handler.received if handler is not None else None
     return SweepResult(plan, directory.final, rows, ranking(plan, rows), received, backend.name)
 
