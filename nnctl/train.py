@@ -133,7 +133,8 @@ class EpochScore:
         self.task = task
         self.bulk = task.classification and not task.multilabel
         self.labels = task.labels(Y) if self.bulk else None
-        self.predicted = np.empty(len(Y), dtype=np.intp)  # this epoch's predictions, in batch order
+        # This epoch's predictions, in batch order (only when they are scored in bulk: none otherwise).
+        self.predicted = np.empty(len(Y) if self.bulk else 0, dtype=np.intp)
         self.settled = 0  # rows before this position are already in state.metric_sum
 
     def add(self, y: np.ndarray, yhat: np.ndarray, position: int) -> float:
