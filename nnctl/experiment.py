@@ -5,7 +5,6 @@ This is what `nnctl train` calls; the CLI only renders what it reports.
 
 from __future__ import annotations
 
-import math
 import os
 import shlex
 from collections.abc import Collection, Iterator, Sequence
@@ -33,7 +32,7 @@ from nnctl.rundir import RunDirectory, check_new
 from nnctl.schema import shorten_list
 from nnctl.seeds import streams
 from nnctl.tabular import describe_features
-from nnctl.train import Callback, Trainer, TrainingState
+from nnctl.train import Callback, Trainer, TrainingState, batch_layout
 
 # The run directory is kept current at least this often (NNCTL_SAVE_EVERY overrides it: a slow disk, a test).
 SAVE_EVERY_SECONDS = 10.0
@@ -402,8 +401,8 @@ def resumed_state(config: Config, setup: Setup, path: Path) -> TrainingState:
         raise RunError(f"{path}: cannot resume: no checkpoint in this directory")
     document = read_state(path)
     _check_same_data(config, document.data, path, setup.fingerprint)
-    batches = math.ceil(len(setup.train) / min(config.training.batch_size or len(setup.train), len(setup.train)))
     rng, rows = setup.shuffle_rng, len(setup.train)
+    _, batches = batch_layout(rows, config.training.batch_size)  # as the trainer lays the epoch out
     state = load_checkpoint(path, setup.optimizer, setup.network, rng, rows, batches, document)
     _check_resumable(config, state, path)
     return state

@@ -75,6 +75,12 @@ class TrainingState:
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
+def batch_layout(rows: int, batch_size: int | None) -> tuple[int, int]:
+    """(rows per batch, batches per epoch) for `rows` training rows and training.batch_size (None: one batch)."""
+    size = min(batch_size or rows, rows)
+    return size, math.ceil(rows / size)
+
+
 class Batches:
     """The training arrays laid out once for fast gathering, and one reused buffer for every batch.
 
@@ -103,8 +109,7 @@ class Batches:
         # the loader hands out exactly that, so this copies only arrays built some other way.
         self.X = np.ascontiguousarray(X, dtype=dtype)
         self.rows = len(data)
-        self.size = min(batch_size or self.rows, self.rows)
-        self.count = math.ceil(self.rows / self.size)
+        self.size, self.count = batch_layout(self.rows, batch_size)
         self._x = np.empty((self.size, self.X.shape[1]), dtype=dtype)
         self._y = np.empty((self.size, self.Y.shape[1]), dtype=dtype)
         self._t = None if self.T is None else np.empty_like(self._y)
