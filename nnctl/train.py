@@ -205,9 +205,7 @@ class Trainer:
             state.stop_reason = None  # resuming, perhaps with more epochs
         batches = Batches(self.network, train, self.training.batch_size, self.target_scale)
         self.task = Task(self.network.objective.name, batches.Y.shape[1])
-        self._flat = (
-            self.network.flat_parameters()
-        )  # what the optimiser updates: one vector (packs the modules' arrays)
+        self._flat = self.network.flat_parameters()  # what the optimiser updates: one vector, the arrays its views
         self._parameters = self.network.parameters()  # (name, param, grad) of each array, views into it
         self._plan = self.network.backward_plan(batches.start)
         held_out = self._validation_inputs(validation)
