@@ -299,8 +299,8 @@ class Trainer:
         yhat = output if scale is None else scale.unscale(output)  # the loss the user reads: in y's own units
         per_row = objective.per_row(y, yhat)
         delta = objective.gradient(t, output)
-        if w is not None:
-            per_row = per_row * w
+        if w is not None:  # both are new arrays of this batch: weighted in place
+            per_row *= w
             delta *= w[:, None]
         net.backward_params(delta, self._plan)
         self.optimizer.step(self._flat)
