@@ -88,17 +88,18 @@ def ray_trial(task: TrialTask, data: LoadedData, files: dict[str, bytes], board:
             atomic_write(run / name, content)
         with blas_threads(threads):
             outcome = run_trial(dataclasses.replace(task, run=run), lambda config: data, send, should_stop)
-        files = _pack(run)
-        if CONFIG_YAML in files:  # its data paths are relative to this temporary directory: made absolute
-            files[CONFIG_YAML] = _rebased(files[CONFIG_YAML], run.resolve(), None)
-        return outcome, files
+        return outcome, _pack(run)
 
 
 def _pack(run: Path) -> dict[str, bytes]:
-    """Every file of a run directory (but its lock), by path relative to it."""
+    """Every file of a run directory (but its lock), by path relative to it; its config.yaml names the data by
+    absolute path (it names them relative to `run`), so the files can be unpacked anywhere."""
     if not run.is_dir():
         return {}
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != LOCK}
+    files = {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != LOCK}
+    if CONFIG_YAML in files:
+        files[CONFIG_YAML] = _rebased(files[CONFIG_YAML], run.resolve(), None)
+    return files
 
 
 class RayBackend:
@@ -155,7 +156,7 @@ class RayBackend:
                 # as the sweep's validation read them (read again if a local run of this plan freed them)
                 loaded = plan.data.loaded.get(key) or plan.data.load(plan.trial_config(task.trial), key)
                 data_refs[key] = ray.put(loaded)
-            files = _files(task)
+            files = _pack(task.run) if task.resume else {}  # the run so far, to resume it
             pending[remote.remote(task, data_refs[key], files, board, self.threads)] = task
         self._wait(pending, board, runner)
 
@@ -206,15 +207,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise NnctlError(f"--backend ray: nothing answers at {address} ({reason}); is the cluster up?") from None
-
-
-def _files(task: TrialTask) -> dict[str, bytes]:
-    """The run so far, sent along to resume it (nothing for a new trial); its config names the data by absolute
-    path, as the trial's config does, wherever the task unpacks it."""
-    files = _pack(task.run) if task.resume else {}
-    if CONFIG_YAML in files:
-        files[CONFIG_YAML] = _rebased(files[CONFIG_YAML], task.run.resolve(), None)
-    return files
 
 
 def _unpack(run: Path, files: dict[str, bytes]) -> None:
