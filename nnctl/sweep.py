@@ -75,14 +75,19 @@ class SweepPlan:
     @property
     def metric_columns(self) -> list[str]:
         """The history.csv columns trials.csv reports at each trial's best epoch."""
-        metric = Task(self.config.objective.kind).metric_name
-        return ["train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}"]
+        return metric_columns(self.config)
 
     def label(self, trial: Trial) -> str:
         return f"{self.path}: sweep trial {trial.number} ({trial.label()}, seed {trial.seed})"
 
     def trial_config(self, trial: Trial) -> Config:
         return trial_config(self.source, trial, self.label(trial))
+
+
+def metric_columns(config: Config) -> list[str]:
+    """The history.csv columns a sweep can rank by (and trials.csv reports): losses and the task's metric."""
+    metric = Task(config.objective.kind).metric_name
+    return ["train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}"]
 
 
 def trial_config(source: dict[str, Any], trial: Trial, label: str) -> Config:
@@ -150,8 +155,7 @@ def resolve_sweep(config: Config, path: Path) -> None:
     sweep, data = config.sweep, config.data
     assert sweep is not None
     validated = data.validation is not None or bool(data.validation_split)
-    metric = Task(config.objective.kind).metric_name
-    columns = ["train_loss", "validation_loss", f"train_{metric}", f"validation_{metric}"]
+    columns = metric_columns(config)
     chosen = sweep.metric or ("validation_loss" if validated else "train_loss")
     if chosen not in columns:
         spelled = "validation_" + chosen.removeprefix("val_")  # the display's abbreviation
