@@ -341,8 +341,12 @@ def preflight(config: Config, out: str | Path | None, force: bool) -> None:
 def data_fingerprint(config: Config) -> dict[str, str | None]:
     """sha256 of the training and validation files, recorded in the checkpoint and checked on resume."""
     files = {"train": config.data.train, "validation": config.data.validation}
-    memo = cache_dir() / MEMO if config.data.cache else None  # the data cache's remembered hashes
-    return {key: None if path is None else file_sha256(Path(path), memo) for key, path in files.items()}
+    return {key: None if path is None else _sha256(config, path) for key, path in files.items()}
+
+
+def _sha256(config: Config, path: str | Path) -> str:
+    """A data file's sha256, remembered in the data cache unless data.cache is off."""
+    return file_sha256(Path(path), cache_dir() / MEMO if config.data.cache else None)
 
 
 def run_provenance(
@@ -381,9 +385,7 @@ def data_files(
     if config.data.validation is not None:
         files["validation"] = provenance.data_file(config.data.validation, data["validation"], validation_rows)
     if config.data.test is not None:  # data.test is not part of the fingerprint a resume checks: hashed here
-        memo = cache_dir() / MEMO if config.data.cache else None
-        test_sha = file_sha256(Path(config.data.test), memo)
-        files["test"] = provenance.data_file(config.data.test, test_sha, test_rows)
+        files["test"] = provenance.data_file(config.data.test, _sha256(config, config.data.test), test_rows)
     return files
 
 
