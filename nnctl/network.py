@@ -93,7 +93,7 @@ class Network:
         arrays = [(module, key) for module in self.modules for key in module.params]
         if not arrays:
             return []
-        if self._flat is None or not all(_view_of(m.params[k], self._flat[0]) for m, k in arrays):
+        if self._flat is None or not all(np.may_share_memory(m.params[k], self._flat[0]) for m, k in arrays):
             self._flat = _pack(arrays)
         return [("parameters", *self._flat)]
 
@@ -166,10 +166,6 @@ class Network:
     def __repr__(self) -> str:
         inner = ", ".join(repr(m) for m in self.modules)
         return f"Network([{inner}], {self.objective!r})"
-
-
-def _view_of(array: np.ndarray, buffer: np.ndarray) -> bool:
-    return np.may_share_memory(array, buffer)
 
 
 def _pack(arrays: list[tuple[Module, str]]) -> tuple[np.ndarray, np.ndarray]:
