@@ -95,17 +95,14 @@ class SweepView(SweepCallback):
             key = -value if self.plan.maximize else value
             if self.best is None or key < self.best[0]:
                 self.best = (key, trial.number)
-        if self.live is None and not self.quiet:  # wrapped at spaces by rich, never inside a number
+        if not self.quiet:  # above the live view if there is one (its console); wrapped at spaces, never in a number
             self.console.print(plain(self._line(trial, row)))
-        elif self.live is not None:
-            self.live.console.print(plain(self._line(trial, row)))
         self._refresh()
 
     def on_stop(self) -> None:
         self.stopping = True
         if not self.quiet:
-            message = "stopping: running trials finish their batch and save a checkpoint"
-            (self.live.console if self.live is not None else self.console).print(plain(message))
+            self.console.print(plain("stopping: running trials finish their batch and save a checkpoint"))
         self._refresh()
 
     def __enter__(self) -> SweepView:
