@@ -41,8 +41,9 @@ def param_names(plan: SweepPlan) -> dict[str, str]:
     return {key: short[dotted] for key, dotted in keys.items()}
 
 
-def _params(trial: Trial, names: dict[str, str]) -> str:
-    return " ".join(f"{names[key]}={yaml_text(value)}" for key, value in trial.params.items())
+def _params(trial: Trial, names: dict[str, str]) -> list[str]:
+    """The trial's `key=value` settings, its seed last (a value may hold spaces: `[16, 8]`)."""
+    return [*(f"{names[key]}={yaml_text(value)}" for key, value in trial.params.items()), f"seed={trial.seed}"]
 
 
 def _value(value: Any) -> str:
@@ -120,7 +121,7 @@ class SweepView(SweepCallback):
         """`trial 3/12 finished  lr=0.01 units=16 seed=0  epochs 45  validation_loss 0.0812  2.1 s`."""
         parts = [
             f"trial {trial.number}/{len(self.plan.trials)} {row['status']}",
-            f"{_params(trial, self.names)} seed={trial.seed}",
+            " ".join(_params(trial, self.names)),
         ]
         if row.get("epochs"):
             parts.append(f"{row['epochs']} epoch{'s' if row['epochs'] != 1 else ''}")
@@ -144,7 +145,7 @@ class SweepView(SweepCallback):
             table.add_column(column, justify="right", no_wrap=True)
         for number, entry in sorted(self.running.items()):
             trial = self.trials[number]
-            params = "\n".join([*_params(trial, self.names).split(), f"seed={trial.seed}"])
+            params = "\n".join(_params(trial, self.names))
             epoch = f"{entry.get('epoch', 0)}/{entry.get('epochs') or '?'}"
             loss, val = fmt(entry.get("train_loss")), fmt(entry.get("validation_loss"))
             table.add_row(str(number), plain(params), epoch, loss, val)
