@@ -33,7 +33,7 @@ from nnctl.data import (
 )
 from nnctl.errors import DataError
 from nnctl.formats import RowText
-from nnctl.tabular import TargetScale, class_weights, fit_preprocessing, identifier_warnings
+from nnctl.tabular import TargetScale, category_keys, class_weights, fit_preprocessing, identifier_warnings
 
 
 @dataclass
@@ -363,11 +363,12 @@ def _fit_and_encode(
     categorical = [f for f in encoding.features if f in data.categorical]
     numeric = [f for f in encoding.features if f not in data.categorical]
     side = raw.side if raw.side is not None else pd.DataFrame(index=range(len(raw)))
-    encoding.preprocessing = fit_preprocessing(raw.matrix, side, rows, numeric, categorical, data, source)
+    keys = {name: category_keys(side[name], name, source, raw.at) for name in categorical}  # for fit and encode
+    encoding.preprocessing = fit_preprocessing(raw.matrix, side, rows, numeric, categorical, data, source, keys)
     if data.scale_target:
         encoding.target_scale = TargetScale.fit(raw.Y, rows)
     where = f"{source} (validation split rows)" if split_off else source  # only held-out rows can be unseen
-    X, found = encoding.preprocessing.encode(raw.matrix, side, where, raw.at)
+    X, found = encoding.preprocessing.encode(raw.matrix, side, where, raw.at, keys)
     notes += found
     weights = None
     if data.class_weight is not None:

@@ -26,6 +26,8 @@ MISSING = "(missing)"  # how names and warnings show the missing-value category
 # Column names that say "identifier" (nnctl init leaves them out; training warns when `features` is omitted).
 ID_NAMES = re.compile(r"^(id|index|idx|row|rowid|row_id|key|uuid|guid)$|(_id|Id|ID)$", re.IGNORECASE)
 ID_MIN_ROWS = 20  # fewer rows than this are too few to call distinct integers an identifier
+# Per categorical column, `category_keys` of it: worked out once, for fitting and encoding the training set alike.
+Keys = dict[str, tuple[pd.Series, np.ndarray]]
 
 
 # ----------------------------------------------------------------------------- categorical columns
@@ -79,11 +81,16 @@ class Categorical:
         return cls(column, categories, bool(allow_missing and missing.any()))
 
     def indices(
-        self, values: pd.Series, source: str, at: RowText, allow_missing: bool
+        self,
+        values: pd.Series,
+        source: str,
+        at: RowText,
+        allow_missing: bool,
+        keyed: tuple[pd.Series, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, str | None]:
         """Each row's column within this block (N,), −1 for a value not seen in training, and the warning naming
-        those values (None when every value is known)."""
-        keys, missing = category_keys(values, self.column, source, at)
+        those values (None when every value is known). `keyed`: `category_keys` of `values`, when known."""
+        keys, missing = keyed if keyed is not None else category_keys(values, self.column, source, at)
         if missing.any() and not allow_missing:
             row = int(np.argmax(missing))
             raise DataError(
@@ -135,11 +142,11 @@ class Preprocessing:
         return self.missing != "error"
 
     def encode(
-        self, X: np.ndarray, side: pd.DataFrame, source: str, at: RowText = csv_row
+        self, X: np.ndarray, side: pd.DataFrame, source: str, at: RowText = csv_row, keys: Keys | None = None
     ) -> tuple[np.ndarray, list[str]]:
         """The input matrix (N, width) from the numeric columns X (N, len(numeric)), NaN where missing, and the
-        categorical columns in `side`; plus one warning per column with values not seen in training. X itself is
-        returned (never copied) when there is nothing to do."""
+        categorical columns in `side` (their `keys`, when known); plus one warning per column with values not seen
+        in training. X itself is returned (never copied) when there is nothing to do."""
         warnings: list[str] = []
         if not self.categorical and (not self.allow_missing or not has_nan(X)):
             return X, warnings
@@ -150,7 +157,8 @@ class Preprocessing:
             column[np.isnan(column)] = fill
         start, rows = len(self.numeric), np.arange(len(X))
         for encoder in self.categorical:
-            index, warning = encoder.indices(side[encoder.column], source, at, self.allow_missing)
+            keyed = None if keys is None else keys[encoder.column]
+            index, warning = encoder.indices(side[encoder.column], source, at, self.allow_missing, keyed)
             known = index >= 0
             out[rows[known], start + index[known]] = 1
             start += encoder.width
@@ -198,18 +206,20 @@ def fit_preprocessing(
     categorical: list[str],
     data: Any,
     source: str,
+    keys: Keys | None = None,
 ) -> Preprocessing:
-    """Fit the fills and categories on the training rows `rows` of X (numeric columns) and `side` (None: all)."""
+    """Fit the fills and categories on the training rows `rows` of X (numeric columns) and `side` (None: all);
+    `keys`: the categorical columns' `category_keys`, when known."""
     fills = []
     if data.missing != "error":  # one column at a time: X may be a large memory map
         fills = [_fill(X[:, j] if rows is None else X[rows, j], data, name, source) for j, name in enumerate(numeric)]
     encoders = []
     for name in categorical:
         column = side[name]
-        keys, missing = category_keys(column, name, source)
+        text, missing = keys[name] if keys is not None else category_keys(column, name, source)
         integers = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
         chosen = slice(None) if rows is None else rows
-        encoders.append(Categorical.fit(keys.iloc[chosen], missing[chosen], integers, name, data.missing != "error"))
+        encoders.append(Categorical.fit(text.iloc[chosen], missing[chosen], integers, name, data.missing != "error"))
     return Preprocessing(list(numeric), encoders, data.missing, fills)
 
 

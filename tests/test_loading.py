@@ -126,6 +126,16 @@ def test_parquet_target_errors_name_the_row_group(tmp_path: Path, capsys: pytest
     assert f"{tmp_path / 'train.parquet'}: column 'label', row 18 (row group 1): missing class label" in err
 
 
+def test_parquet_categorical_errors_name_the_row_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = frame(30).assign(b=np.arange(30) % 3 + 0.0)
+    data.loc[17, "b"] = 1.5  # fitting the categories finds it first: it too names the row group
+    save(data, tmp_path / "train.parquet", row_group=10)
+    config = toy_config(data={"train": "train.parquet", "target": "label", "categorical": ["b"]})
+    code, _, err = run_cli(capsys, "train", write_config(tmp_path / "c.yaml", config), "--out", tmp_path / "run")
+    assert code == 2
+    assert f"{tmp_path / 'train.parquet'}: column 'b', row 18 (row group 1): a categorical column holds" in err
+
+
 def test_labels_that_chunks_parse_differently_are_read_as_text(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)) + "20,x\n")
