@@ -479,14 +479,8 @@ def layer_class(name: str) -> type[Module]:
 
 
 def resolve(spec: Any) -> tuple[type[Module], Schema]:
-    """A layer spec — a config's `NamedSpec`, or a (name, options mapping) pair — as its class and validated
-    options."""
+    """A layer spec — a config's `NamedSpec`, or a (name, options) pair with options a mapping (validated here)
+    or an `Options` instance — as its class and validated options."""
     name, options = (spec.kind, spec.options) if hasattr(spec, "kind") else spec
     cls = layer_class(name)
     return cls, options if isinstance(options, cls.Options) else validate_options(cls.Options, options, name)
-
-
-def build_layer(name: str, width: int, options: Any, context: BuildContext) -> Module:
-    """A registered layer from its name and options (a mapping, validated here, or an `Options` instance)."""
-    cls, validated = resolve((name, options))
-    return cls.build(width, validated, context)
