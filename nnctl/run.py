@@ -29,14 +29,14 @@ from nnctl.network import Network, build_modules, planned_arrays
 from nnctl.objectives import OBJECTIVES
 from nnctl.optimizers import Optimizer
 from nnctl.rundir import RunDirectory
+from nnctl.runs import CONFIG_YAML, HISTORY_CSV, MODEL_JSON, TEST_METRICS_JSON
 from nnctl.schema import Schema, describe, merge, shorten
 from nnctl.tabular import Preprocessing, TargetScale
 from nnctl.task import Task
 from nnctl.train import TrainingState
 from nnctl.yamlfile import dump_yaml, read_yaml
 
-MODEL_JSON, MODEL_NPZ, CONFIG_YAML, HISTORY_CSV = "model.json", "model.npz", "config.yaml", "history.csv"
-TEST_METRICS_JSON = "test_metrics.json"  # data.test's scores, written once training ends
+MODEL_NPZ = "model.npz"  # the other files' names are nnctl.runs's, which reads them without numpy or pydantic
 
 
 @dataclass

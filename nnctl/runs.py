@@ -22,8 +22,8 @@ import yaml
 
 from nnctl.errors import NnctlError, RunError
 
-MODEL_JSON, CONFIG_YAML, HISTORY_CSV = "model.json", "config.yaml", "history.csv"  # as nnctl.run names them
-TEST_METRICS_JSON = "test_metrics.json"
+MODEL_JSON, CONFIG_YAML, HISTORY_CSV = "model.json", "config.yaml", "history.csv"  # nnctl.run writes them
+TEST_METRICS_JSON = "test_metrics.json"  # data.test's scores, written once training ends
 SKIP_DIRS = {"checkpoint", "__pycache__"}  # never hold runs; hidden directories are skipped too
 FINISHED = frozenset({"epochs", "early_stopping", "tolerance"})  # model.json `status` of a run that ended normally
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10× faster on many configs
