@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,10 @@ TOP = 20  # ranked points shown; trials.csv has them all
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return (
-        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        if seconds >= 3600
-        else (f"{seconds // 60}:{seconds % 60:02d}")
-    )
+    """`m:ss`, or `h:mm:ss` from an hour."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def param_names(plan: SweepPlan) -> dict[str, str]:
@@ -192,9 +191,7 @@ def results_summary(result: SweepResult) -> list[str]:
     lines = []
     if len(result.ranked) > TOP:
         lines.append(f"… {len(result.ranked) - TOP} more points in {result.path / 'trials.csv'}")
-    counts: dict[str, int] = {}
-    for row in result.rows.values():
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    counts = Counter(row["status"] for row in result.rows.values())  # in the order first seen
     lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
     best = result.best()
     if best is not None:
