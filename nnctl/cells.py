@@ -1,5 +1,6 @@
-"""Values as the CLI shows them: table cells, user text that rich never reads as markup, JSON numbers (light: no numpy,
-so `nnctl --help` can import it)."""
+"""Values as the CLI shows them: table cells, user text that rich never reads as markup, JSON numbers, sizes and
+`nnctl cache ls`'s listing (light: no numpy, so `nnctl --help` can import it and `nnctl cache` needs no training
+stack)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,32 @@ def finite(value: Any) -> Any:
     if isinstance(value, list):
         return [finite(v) for v in value]
     return value
+
+
+def human_bytes(n: int) -> str:
+    """1234567 → '1.2 MB' (decimal units, as `ls -h --si` and `df -H` give them)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} B"
+
+
+def cache_listing(entries: list[Any], root: Any) -> str:
+    """`nnctl cache ls`: a title, then one line per entry, newest first, in aligned columns like `ls -l`
+    (the source file last, so a narrow terminal wraps only the path)."""
+    rows = [("entry", "size", "rows × columns", "dtype", "created", "source file")]
+    for e in entries:
+        if e.source is None:
+            rows.append((e.key[:8], human_bytes(e.bytes), "", "", "", "(unfinished or damaged: rebuilt when used)"))
+        else:
+            shape = f"{e.rows:,} × {e.columns}"
+            rows.append((e.key[:8], human_bytes(e.bytes), shape, e.dtype, when(e.created), e.source))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    right = (False, True, True, False, False)
+    lines = [
+        f"data cache {root}: {plural(len(entries), 'entry', 'entries')}, {human_bytes(sum(e.bytes for e in entries))}"
+    ]
+    for row in rows:
+        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=False)]
+        lines.append("  ".join(cells + [row[5]]))
+    return "\n".join(lines)

@@ -465,7 +465,7 @@ app.add_typer(cache_app, name="cache")
 def cache_ls(as_json: JsonOption = False) -> None:
     """List the cache's entries: the file each came from, its shape, dtype and size on disk."""
     from nnctl.cache import cache_dir, entries
-    from nnctl.render import cache_listing
+    from nnctl.cells import cache_listing
 
     root = cache_dir()
     found = entries(root)
@@ -481,7 +481,7 @@ def cache_ls(as_json: JsonOption = False) -> None:
 def cache_clear() -> None:
     """Delete every entry of the cache (they are rebuilt when a file is next used)."""
     from nnctl.cache import cache_dir, clear
-    from nnctl.render import human_bytes
+    from nnctl.cells import human_bytes
 
     root = cache_dir()
     count, freed = clear(root)

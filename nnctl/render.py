@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from nnctl.cells import MAX_CLASSES_SHOWN, plain, plural, when
+from nnctl.cells import MAX_CLASSES_SHOWN, plain
 from nnctl.cells import fmt as _fmt
 from nnctl.plot import sparkline
 from nnctl.train import Callback, TrainingState
@@ -404,32 +404,3 @@ def optimizer_text(options: dict[str, Any], rates: list[float] | None, watched: 
     else:
         text += f", on the {watched}"
     return text
-
-
-def human_bytes(n: int) -> str:
-    """1234567 → '1.2 MB' (decimal units, as `ls -h --si` and `df -H` give them)."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n} B"
-
-
-def cache_listing(entries: list[Any], root: Any) -> str:
-    """`nnctl cache ls`: a title, then one line per entry, newest first, in aligned columns like `ls -l`
-    (the source file last, so a narrow terminal wraps only the path)."""
-    rows = [("entry", "size", "rows × columns", "dtype", "created", "source file")]
-    for e in entries:
-        if e.source is None:
-            rows.append((e.key[:8], human_bytes(e.bytes), "", "", "", "(unfinished or damaged: rebuilt when used)"))
-        else:
-            shape = f"{e.rows:,} × {e.columns}"
-            rows.append((e.key[:8], human_bytes(e.bytes), shape, e.dtype, when(e.created), e.source))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    right = (False, True, True, False, False)
-    lines = [
-        f"data cache {root}: {plural(len(entries), 'entry', 'entries')}, {human_bytes(sum(e.bytes for e in entries))}"
-    ]
-    for row in rows:
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=False)]
-        lines.append("  ".join(cells + [row[5]]))
-    return "\n".join(lines)
