@@ -237,9 +237,11 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train(config, out=tmp_path_factory.mktemp("export") / "iris").path
 
 
-def test_graph_is_valid_with_the_documented_inputs_outputs_and_metadata(iris_run: Path, tmp_path: Path) -> None:
+def test_graph_is_valid_with_the_documented_inputs_outputs_and_metadata(
+    iris_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "iris.onnx"
-    run_cli_plain("export", iris_run, "-o", path)
+    export_cli(capsys, iris_run, "-o", path)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [OPSET] and OPSET >= 17
@@ -257,12 +259,6 @@ def test_graph_is_valid_with_the_documented_inputs_outputs_and_metadata(iris_run
         "objective": "cross_entropy",
         "nnctl_version": nnctl.__version__,
     }
-
-
-def run_cli_plain(*args: object) -> None:
-    from nnctl.cli import main
-
-    assert main([str(a) for a in args]) == 0
 
 
 def test_regression_metadata_names_targets(tmp_path: Path) -> None:
@@ -305,7 +301,9 @@ def test_without_onnx_export_names_the_install_command(iris_run: Path, tmp_path:
     assert not out.exists()
 
 
-def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """README.md's onnxruntime example, as written, from a project directory holding runs/iris."""
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Using an exported model") :]
@@ -316,7 +314,7 @@ def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").symlink_to(ROOT / "data")
     config = nnctl.load_config(ROOT / "configs" / "iris.yaml", ["training.epochs=5"])
-    run_cli_plain("export", train(config, out="runs/iris").path)
+    export_cli(capsys, train(config, out="runs/iris").path)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (the project's own README)
     expected = load_run("runs/iris").predict(pd.read_csv("data/iris_test.csv"))
