@@ -114,10 +114,15 @@ def test_the_live_bar_stops_when_training_raises() -> None:
     assert display.progress is None and not progress.live.is_started
 
 
-def test_log_every_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def toy_project(tmp_path: Path, **training: int) -> Path:
+    """train.csv, valid.csv and the toy config c.yaml (`training` as given) in tmp_path; returns the config."""
     write_csv(tmp_path / "train.csv", 40, seed=1)
     write_csv(tmp_path / "valid.csv", 20, seed=2)
-    config = write_config(tmp_path / "c.yaml", toy_config(training={"epochs": 30, "batch_size": 8}))
+    return write_config(tmp_path / "c.yaml", toy_config(training=training))
+
+
+def test_log_every_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = toy_project(tmp_path, epochs=30, batch_size=8)
     code, out, _ = run_cli(capsys, "train", config, "--out", tmp_path / "r", "--log-every", "10")
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]
@@ -142,9 +147,7 @@ def test_eval_names_its_loss_and_mape_is_a_percentage() -> None:
 
 
 def test_predict_reads_standard_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    write_csv(tmp_path / "train.csv", 40, seed=1)
-    write_csv(tmp_path / "valid.csv", 20, seed=2)
-    config = write_config(tmp_path / "c.yaml", toy_config(training={"epochs": 2}))
+    config = toy_project(tmp_path, epochs=2)
     assert run_cli(capsys, "train", config, "--out", tmp_path / "r", "-q")[0] == 0
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "valid.csv").read_bytes())))
     code, out, err = run_cli(capsys, "predict", tmp_path / "r", "-")
@@ -154,9 +157,7 @@ def test_predict_reads_standard_input(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("suffix", ["png", "pdf", "svg"])
 def test_plot_writes_the_format_of_its_extension(tmp_path: Path, capsys: Any, suffix: str) -> None:
-    write_csv(tmp_path / "train.csv", 40, seed=1)
-    write_csv(tmp_path / "valid.csv", 20, seed=2)
-    config = write_config(tmp_path / "c.yaml", toy_config(training={"epochs": 3}))
+    config = toy_project(tmp_path, epochs=3)
     assert run_cli(capsys, "train", config, "--out", tmp_path / "r", "-q")[0] == 0
     code, _, err = run_cli(capsys, "plot", tmp_path / "r", "-o", tmp_path / f"curves.{suffix}")
     assert code == 0, err
