@@ -290,11 +290,9 @@ def read_files(config: Config, warnings: list[str] | None = None) -> tuple[Encod
     """The encoding decided from the training file (features, classes), the training set, and data.validation's
     set, as read: numeric columns with NaN where missing, categorical columns kept as parsed (`Dataset.side`).
     No split, and nothing fitted yet: a sweep reads the files once and splits and fits per trial."""
-    data, dtype = config.data, np.dtype(config.dtype)
-    cache = cache_dir() if data.cache else None
+    data = config.data
     numeric = None if data.features is None else [f for f in data.features if f not in data.categorical]
-    side, what = data.targets + list(data.categorical), f"{config.source}: data.train"
-    train_file = load_file(data.train, side, numeric, dtype, what, cache, missing_ok=data.missing != "error")
+    train_file = _load(config, "train", data.targets + list(data.categorical), numeric)
     features = list(data.features) if data.features is not None else train_file.features + list(data.categorical)
     kind, source = config.objective.kind, str(data.train)
     encoding = infer_encoding(train_file.targets, source, data.targets, features, kind, train_file.at)
@@ -312,14 +310,18 @@ def read_test(config: Config, encoding: Encoding) -> Dataset | None:
 
 
 def _read_like_train(config: Config, encoding: Encoding, key: str) -> Dataset:
+    categorical = config.data.categorical
+    side = encoding.targets + [f for f in encoding.features if f in categorical]
+    numeric = [f for f in encoding.features if f not in categorical]
+    return _load(config, key, side, numeric).dataset(encoding)
+
+
+def _load(config: Config, key: str, side: list[str], numeric: list[str] | None) -> LoadedFile:
+    """The file of data.`key` (train, validation, test) as the config says to read it: dtype, cache, data.missing."""
     data = config.data
-    side = encoding.targets + [f for f in encoding.features if f in data.categorical]
-    numeric = [f for f in encoding.features if f not in data.categorical]
     cache = cache_dir() if data.cache else None
     what, missing_ok = f"{config.source}: data.{key}", data.missing != "error"
-    return load_file(
-        getattr(data, key), side, numeric, np.dtype(config.dtype), what, cache, missing_ok=missing_ok
-    ).dataset(encoding)
+    return load_file(getattr(data, key), side, numeric, np.dtype(config.dtype), what, cache, missing_ok=missing_ok)
 
 
 def split_off(
@@ -362,7 +364,7 @@ def _fit_and_encode(
     data, source = config.data, raw.source
     categorical = [f for f in encoding.features if f in data.categorical]
     numeric = [f for f in encoding.features if f not in data.categorical]
-    side = raw.side if raw.side is not None else pd.DataFrame(index=range(len(raw)))
+    side = _side(raw)
     keys = {name: category_keys(side[name], name, source, raw.at) for name in categorical}  # for fit and encode
     encoding.preprocessing = fit_preprocessing(raw.matrix, side, rows, numeric, categorical, data, source, keys)
     if data.scale_target:
@@ -382,6 +384,10 @@ def _fit_and_encode(
 def encode_raw(encoding: Encoding, raw: Dataset) -> tuple[Dataset, list[str]]:
     """A set as read (validation, test) encoded with the fitted preprocessing, and the warnings about it."""
     assert encoding.preprocessing is not None
-    side = raw.side if raw.side is not None else pd.DataFrame(index=range(len(raw)))
-    X, found = encoding.preprocessing.encode(raw.matrix, side, raw.source, raw.at)
+    X, found = encoding.preprocessing.encode(raw.matrix, _side(raw), raw.source, raw.at)
     return Dataset(X, raw.Y, raw.source), found
+
+
+def _side(raw: Dataset) -> pd.DataFrame:
+    """The columns kept as parsed (categorical features), or none: a frame of the set's length."""
+    return raw.side if raw.side is not None else pd.DataFrame(index=range(len(raw)))
