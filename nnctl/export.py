@@ -133,8 +133,7 @@ def _classification_outputs(run: Run, yhat: str, graph: Graph) -> list[Any]:
     n = ["N"]
     if task.multilabel:
         graph.node("Identity", [yhat], "probabilities")
-        positive = graph.node("GreaterOrEqual", [yhat, graph.constant(THRESHOLD, "threshold")], "positive")
-        graph.node("Cast", [positive], "label", to=TensorProto.INT64)
+        graph.node("Cast", [_positive(yhat, graph)], "label", to=TensorProto.INT64)
         width = len(run.encoding.targets)
         return [
             _value("probabilities", TensorProto.FLOAT, n + [width]),
@@ -143,8 +142,7 @@ def _classification_outputs(run: Run, yhat: str, graph: Graph) -> list[Any]:
     if task.targets == "binary":  # one logistic output p: [1 − p, p]; class 1 where p ≥ 0.5, as nnctl predicts
         negative = graph.node("Sub", [graph.constant(1.0, "one"), yhat], "negative")
         graph.node("Concat", [negative, yhat], "probabilities", axis=1)
-        positive = graph.node("GreaterOrEqual", [yhat, graph.constant(THRESHOLD, "threshold")], "positive")
-        index = graph.node("Cast", [positive], "index", to=TensorProto.INT64)
+        index = graph.node("Cast", [_positive(yhat, graph)], "index", to=TensorProto.INT64)
         index = graph.node("Reshape", [index, graph.constant([-1], "rows", np.int64)], "index")
     else:
         graph.node("Identity", [yhat], "probabilities")
@@ -154,6 +152,11 @@ def _classification_outputs(run: Run, yhat: str, graph: Graph) -> list[Any]:
     graph.node("Gather", [table, index], "label", axis=0)
     label_type = TensorProto.STRING if strings else TensorProto.INT64
     return [_value("probabilities", TensorProto.FLOAT, n + [len(classes)]), _value("label", label_type, n)]
+
+
+def _positive(yhat: str, graph: Graph) -> str:
+    """p ≥ 0.5 (`THRESHOLD`), element by element: a 0/1 output's class, as nnctl predicts it."""
+    return graph.node("GreaterOrEqual", [yhat, graph.constant(THRESHOLD, "threshold")], "positive")
 
 
 def _value(name: str, elem_type: int, shape: list[Any]) -> Any:
