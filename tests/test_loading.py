@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import run_cli, toy_config, write_config, write_csv
+from helpers import model_arrays, run_cli, toy_config, write_config, write_csv
 
 from nnctl import formats
 from nnctl.config import validate_config
@@ -77,9 +77,7 @@ def test_every_format_trains_to_the_same_weights(tmp_path: Path) -> None:
             data={"train": str(tmp_path / f"train.{fmt}"), "target": "label", "validation_split": 0.25},
             layers=layers,
         )
-        result = train(validate_config(config), out=tmp_path / fmt)
-        with np.load(result.path / "model.npz") as npz:
-            weights.append({k: npz[k] for k in npz.files})
+        weights.append(model_arrays(train(validate_config(config), out=tmp_path / fmt).path))
     for other in weights[1:]:
         assert other.keys() == weights[0].keys()
         for key in weights[0]:

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import yaml
-from helpers import SigintAfter, run_cli, write_config
+from helpers import SigintAfter, array_bytes, run_cli, write_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -372,11 +372,6 @@ def test_balanced_class_weights_are_saved(table: Path, capsys: pytest.CaptureFix
 # ----------------------------------------------------------------------------- with everything else
 
 
-def model_bytes(run: Path) -> dict[str, bytes]:
-    with np.load(run / "model.npz", allow_pickle=False) as npz:
-        return {name: npz[name].tobytes() for name in npz.files}
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cached_and_uncached_runs_are_bit_identical(
     table: Path, dtype: str, capsys: pytest.CaptureFixture[str]
@@ -387,7 +382,7 @@ def test_cached_and_uncached_runs_are_bit_identical(
         out = table / f"run{i}"
         args = ("--set", f"data.cache={cache}", "--set", f"dtype={dtype}", "--out", out, "--quiet")
         assert run_cli(capsys, "train", path, *args)[0] == 0
-        runs.append(model_bytes(out))
+        runs.append(array_bytes(out))
     assert runs[0] == runs[1] == runs[2]
     entries = [p for p in Path(os.environ["NNCTL_CACHE_DIR"]).iterdir() if len(p.name) == 64]
     assert len(entries) == 1  # the cached columns, raw: the encoding is fitted after reading them
@@ -400,7 +395,7 @@ def test_resume_is_exact_with_categories_fills_and_class_weights(table: Path) ->
     assert stopped.status == "interrupted" and not (table / "part" / "test_metrics.json").exists()
     resumed = train(load_config(table / "part" / "config.yaml"), resume=table / "part")
     assert resumed.status == whole.status == "epochs"
-    assert model_bytes(table / "whole") == model_bytes(table / "part")
+    assert array_bytes(table / "whole") == array_bytes(table / "part")
     assert resumed.test == whole.test
 
 
@@ -422,7 +417,7 @@ def test_resume_is_exact_with_scale_target(tmp_path: Path) -> None:
     stopped = train(load_config(path), out=tmp_path / "part", callback=SigintAfter(7), handle_signals=True)
     assert stopped.status == "interrupted"
     train(load_config(tmp_path / "part" / "config.yaml"), resume=tmp_path / "part")
-    assert model_bytes(tmp_path / "whole") == model_bytes(tmp_path / "part")
+    assert array_bytes(tmp_path / "whole") == array_bytes(tmp_path / "part")
     whole, part = (pd.read_csv(tmp_path / r / "history.csv").drop(columns="seconds") for r in ("whole", "part"))
     pd.testing.assert_frame_equal(whole, part)
 
@@ -455,7 +450,7 @@ def test_sweep_trials_fit_their_own_encoders_and_match_nnctl_train(
     for trial, seed in (("0001", 0), ("0002", 1)):
         args = ("--set", "training.epochs=2", "--set", f"seed={seed}", "--threads", "1", "--out", f"alone{seed}", "-q")
         assert run_cli(capsys, "train", path, *args)[0] == 0
-        assert model_bytes(table / "sweep" / "trials" / trial) == model_bytes(table / f"alone{seed}")
+        assert array_bytes(table / "sweep" / "trials" / trial) == array_bytes(table / f"alone{seed}")
         assert (table / "sweep" / "trials" / trial / "test_metrics.json").is_file()
         fills.append(json.loads((table / f"alone{seed}" / "model.json").read_text())["preprocessing"]["fills"])
     assert fills[0] != fills[1]  # two seeds, two splits, two sets of training rows
