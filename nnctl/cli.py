@@ -67,9 +67,9 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(to_json(value) + "\n")
 
 
-def to_json(value: Any, indent: str = "") -> str:
+def to_json(value: Any) -> str:
     """Indented JSON whose innermost lists stay on one line, so a large matrix grows by its size, not 10× that."""
-    return _indented(finite(value), indent)
+    return _indented(finite(value), "")
 
 
 def _indented(value: Any, indent: str) -> str:
