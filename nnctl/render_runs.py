@@ -55,13 +55,13 @@ def _paths(values: list[Any]) -> list[str] | None:
 
 def _run_columns(rows: list[dict[str, Any]], keys: list[str], short: dict[str, str]) -> list[_Column]:
     """The columns of `nnctl runs` in display order: the results and what differs first, then time and date."""
-    metrics = [k for k in dict.fromkeys(k for row in rows for k in row) if k.startswith("validation_")]
+    present = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys, in first-seen order
     columns = [_Column("run", "run", [row["run"] for row in rows], 0)]
     columns.append(_Column("status", "status", [row["status"] for row in rows], 1))
     spec = [("epochs", "epochs", 1001), ("best_epoch", "best", 1000)]
+    metrics = [k for k in present if k.startswith("validation_")]
     spec += [(m, "val_" + m[len("validation_") :], 2 if m == "validation_loss" else 3) for m in metrics]
-    tests = [k for k in dict.fromkeys(k for row in rows for k in row) if k.startswith("test_")]
-    spec += [(m, m, 4) for m in tests]  # data.test's headline metric (test_metrics.json)
+    spec += [(m, m, 4) for m in present if m.startswith("test_")]  # data.test's headline metric (test_metrics.json)
     columns += [_Column(k, h, [fmt(row.get(k)) for row in rows], p) for k, h, p in spec]
     for i, key in enumerate(keys):
         cells = _paths([row["params"].get(key) for row in rows]) or [fmt(row["params"].get(key)) for row in rows]
