@@ -7,6 +7,7 @@ import gzip
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,24 @@ def test_damaged_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], name:
     code, _, err = run_cli(capsys, "train", config, "--out", tmp_path / "run")
     assert code == 2, err
     assert err.startswith(f"error: {config}: data.train: {tmp_path / name} {words}"), err
+
+
+def test_a_parquet_footer_is_read_once_per_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    path, real, opened = save(frame(60), tmp_path / "d.parquet", row_group=25), pq.ParquetFile, []
+
+    def opening(source: Any, **kwargs: Any) -> Any:
+        opened.append(source)
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", opening)
+
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # into memory; into a new entry; from the entry
+        opened.clear()
+        loaded = load_file(path, ["label"], None, np.float64, cache=cache)
+        np.testing.assert_array_equal(loaded.X, frame(60)[["a", "b", "c"]].to_numpy())
+        assert loaded.at(59) == "row 60 (row group 2)" and opened == [path]
 
 
 def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path) -> None:
