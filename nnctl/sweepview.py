@@ -58,6 +58,7 @@ class SweepView(SweepCallback):
         self.console, self.quiet = console, quiet
         self.live: Live | None = None
         self.running: dict[int, dict[str, Any]] = {}
+        self.ended: set[int] = set()  # trials whose outcome has arrived: never shown as running again
         self.done, self.total = 0, 0
         self.best: tuple[float, int] | None = None
         self.started = time.monotonic()
@@ -80,12 +81,15 @@ class SweepView(SweepCallback):
             self.live.start()
 
     def on_trial_progress(self, trial: Trial, kind: str, payload: dict[str, Any]) -> None:
+        if trial.number in self.ended:  # a late progress message (another pipe than the outcome's)
+            return
         entry = self.running.setdefault(trial.number, {"epochs": None, "epoch": 0})
         entry.update(payload)
         self._refresh()
 
     def on_trial_end(self, trial: Trial, row: dict[str, Any]) -> None:
         self.running.pop(trial.number, None)
+        self.ended.add(trial.number)
         if row["status"] == "pending":
             self._refresh()
             return

@@ -648,3 +648,23 @@ def ray_session() -> Any:
 def teardown_module() -> None:
     for ray in _RAY:
         ray.shutdown()
+
+
+def test_a_late_progress_message_does_not_bring_an_ended_trial_back(project: Path) -> None:
+    """Progress and outcomes come by different pipes: an epoch message that arrives after its trial's outcome
+    must not put the trial back in the running table."""
+    from rich.console import Console
+
+    from nnctl.sweep import plan_sweep
+    from nnctl.sweepview import SweepView
+
+    write_config(project / "late.yaml", toy_config(sweep={"parameters": {"optimizer.learning_rate": [0.01]}}))
+    plan = plan_sweep(Path("late.yaml"), [])
+    trial = plan.trials[0]
+    view = SweepView(Console(file=io.StringIO(), width=60), quiet=True)
+    view.plan = plan
+    view.on_trial_progress(trial, "epoch", {"epoch": 1, "epochs": 2})
+    assert trial.number in view.running
+    view.on_trial_end(trial, {"status": "finished", "seed": 0, "run": "trials/0001"})
+    view.on_trial_progress(trial, "epoch", {"epoch": 1, "epochs": 2})
+    assert view.running == {}
